@@ -1,0 +1,1 @@
+"""Central collector: validate, store once, alert staff, serve the dashboard."""

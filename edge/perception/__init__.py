@@ -1,0 +1,1 @@
+"""On-device perception: pose (BlazePose two-stage), segmentation and face/head pose."""

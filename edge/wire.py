@@ -1,0 +1,267 @@
+"""The wire schema: every message a device or the collector puts on MQTT.
+
+One definition, imported by the device and by the collector (never copied). Messages carry numbers,
+enums, timestamps, ids and hashes only: no image, no keypoint track, no raw subject code.
+Unknown fields are rejected so that a device cannot leak a new field by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = "edgescreen/v1"
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+
+MessageKind = Literal["posture", "gait", "headpose", "status", "heartbeat"]
+DEVICE_KINDS: tuple[str, ...] = ("posture", "gait", "headpose", "status", "heartbeat")
+
+
+class WireError(ValueError):
+    """A payload that is not a valid message. `reason` is a short code the collector counts by."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModelRef(_Wire):
+    name: ModelName = Field(description="model name as in the model store manifest")
+    sha256: Sha256Hex = Field(description="sha256 of the model file the device ran")
+
+
+class _Envelope(_Wire):
+    schema_version: Literal[1] = Field(default=1, description="wire schema version")
+    message_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="unique id, for de-duplication")
+    device_id: Identifier = Field(description="device id; must match the topic")
+    site: Identifier = Field(description="site id; must match the topic")
+    seq: Count = Field(description="per-device sequence number, increasing across restarts")
+
+
+class _Window(_Envelope):
+    window_start: AwareDatetime = Field(description="start of the window (UTC)")
+    window_end: AwareDatetime = Field(description="end of the window (UTC)")
+    models: list[ModelRef] = Field(default_factory=list, max_length=16, description="models that produced it")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Window:
+        if self.window_end < self.window_start:
+            raise ValueError("window_end is before window_start")
+        return self
+
+
+class WindowStats(_Wire):
+    """Distribution of one per-frame metric over a window."""
+
+    mean: Finite | None = Field(description="mean over valid frames; null when no frame was valid")
+    p10: Finite | None = Field(description="10th percentile")
+    p50: Finite | None = Field(description="median")
+    p90: Finite | None = Field(description="90th percentile")
+    valid_frames: Count = Field(description="frames in which the metric could be measured")
+    bands: dict[MetricName, Fraction] = Field(
+        default_factory=dict, max_length=8, description="fraction of valid frames in each risk band"
+    )
+    sustained_risk: bool = Field(default=False, description="poor posture lasted longer than configured")
+
+
+class PostureWindow(_Window):
+    kind: Literal["posture"] = "posture"
+    frames: Count = Field(description="frames analysed in the window")
+    presence_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="seconds a person was in view")
+    posture_changes: Count = Field(description="number of changes between risk bands")
+    metrics: dict[MetricName, WindowStats] = Field(max_length=32, description="per-metric statistics")
+    risk_score: Fraction | None = Field(default=None, description="posture model risk, when one is configured")
+
+
+GaitClass = Literal["negative", "neutral", "positive"]
+GaitOutcome = Literal[
+    "screened", "partial_walk", "multiple_people", "standing_still", "wrong_direction", "too_few_cycles", "poor_view"
+]
+
+
+class GaitMeasure(_Wire):
+    value: Finite | None = Field(description="value of the measure; null when no cycle was valid")
+    cycles: Count = Field(description="number of valid gait cycles it was computed from")
+
+
+class GaitScreening(_Window):
+    """One message per walk-through at a gait booth."""
+
+    kind: Literal["gait"] = "gait"
+    outcome: GaitOutcome = Field(description="'screened' or the quality reason it was not")
+    subject: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None, description="HMAC-SHA256 of the student's code with the site secret; null if anonymous"
+    )
+    probabilities: dict[GaitClass, Fraction] | None = Field(default=None, description="gait model output")
+    predicted: GaitClass | None = Field(default=None, description="most probable class")
+    measures: dict[MetricName, GaitMeasure] = Field(default_factory=dict, max_length=32)
+    quality: dict[MetricName, Finite] = Field(default_factory=dict, max_length=32, description="counts and flags")
+    frames: Count = Field(description="frames in the walk-through")
+
+
+class HeadPoseStats(_Wire):
+    mean: Finite | None
+    minimum: Finite | None
+    maximum: Finite | None
+    range: Finite | None
+    time_above_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        description="seconds the absolute value was above the configured threshold"
+    )
+    valid_frames: Count
+
+
+class HeadPoseWindow(_Window):
+    kind: Literal["headpose"] = "headpose"
+    frames: Count
+    presence_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    metrics: dict[MetricName, HeadPoseStats] = Field(max_length=16)
+    severity: dict[MetricName, Annotated[int, Field(ge=0, le=10)]] = Field(
+        default_factory=dict, max_length=16, description="TWSTRS-like item scores (see docs/metrics.md)"
+    )
+
+
+class Status(_Envelope):
+    """Retained online/offline state; `offline` is also the MQTT last will."""
+
+    kind: Literal["status"] = "status"
+    state: Literal["online", "offline"]
+    at: AwareDatetime
+    role: Literal["posture", "gait", "headpose"] | None = None
+
+
+CameraState = Literal["open", "reopening", "failed", "ended"]
+
+
+class Heartbeat(_Envelope):
+    kind: Literal["heartbeat"] = "heartbeat"
+    at: AwareDatetime
+    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    fps: dict[MetricName, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        max_length=16, description="frames per second per stage"
+    )
+    frames_dropped: Count = Field(description="frames overwritten before inference (latest frame wins)")
+    frames_corrupt: Count = Field(description="frames skipped as unreadable")
+    absent_windows: Count = Field(description="windows with nobody in view (no score sent)")
+    outbox_depth: Count
+    outbox_dropped: Count = Field(description="scores dropped because the outbox was full")
+    camera_state: CameraState
+    camera_reopens: Count = 0
+    backend: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
+    backend_fallback: bool = Field(default=False, description="configured backend missing, fell back")
+    models: list[ModelRef] = Field(default_factory=list, max_length=16)
+    cpu_temp_c: Finite | None = None
+
+
+class Alert(_Wire):
+    """Published by the collector on edgescreen/v1/{site}/alerts."""
+
+    schema_version: Literal[1] = 1
+    alert_id: uuid.UUID
+    site: Identifier
+    device_id: Identifier | None
+    rule: MetricName
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["open", "acknowledged", "resolved"]
+    summary: Annotated[str, StringConstraints(max_length=500)]
+    dedup_key: Annotated[str, StringConstraints(max_length=200)]
+    at: AwareDatetime
+
+
+DeviceMessage = Annotated[
+    PostureWindow | GaitScreening | HeadPoseWindow | Status | Heartbeat, Field(discriminator="kind")
+]
+_DEVICE_ADAPTER: TypeAdapter[DeviceMessage] = TypeAdapter(DeviceMessage)
+
+
+def topic_for(site: str, device_id: str, kind: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{device_id}/{kind}"
+
+
+def alerts_topic(site: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/alerts"
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """Split `edgescreen/v1/{site}/{device}/{kind}`; raises WireError('wrong_topic')."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT or parts[4] not in DEVICE_KINDS:
+        raise WireError("wrong_topic", f"not a device topic: {topic[:200]!r}")
+    return parts[2], parts[3], parts[4]
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a message to its canonical compact JSON payload."""
+    return message.model_dump_json(exclude_none=False).encode("utf-8")
+
+
+def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
+    """Validate a device payload (and, when given, that it matches its topic).
+
+    Raises WireError with reason oversized | encoding | malformed_json | unknown_version | invalid |
+    wrong_topic.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError("encoding", f"payload is not UTF-8: {exc}") from exc
+    try:
+        raw: Any = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise WireError("malformed_json", str(exc)[:200]) from exc
+    if not isinstance(raw, dict):
+        raise WireError("malformed_json", f"top level is {type(raw).__name__}, expected an object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise WireError("unknown_version", f"schema_version {str(version)[:20]!r}, this build reads {SCHEMA_VERSION}")
+    try:
+        message = _DEVICE_ADAPTER.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise WireError("invalid", f"{where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+    if topic is not None:
+        site, device, kind = parse_topic(topic)
+        if (site, device, kind) != (message.site, message.device_id, message.kind):
+            raise WireError(
+                "wrong_topic",
+                f"topic {topic!r} does not match payload site={message.site} device={message.device_id} "
+                f"kind={message.kind}",
+            )
+    return message
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,3 @@
+from edgescreen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""The `edgescreen` command.
+
+Each part of the system registers its own subcommands (argparse only, no heavy imports) so that
+`edgescreen --help` stays fast and the device never imports what only a workstation needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+# Modules that expose `register(sub, groups)`. Each handler imports its heavy dependencies lazily.
+COMMAND_MODULES = (
+    "edge.cli",
+    "export.cli",
+    "collector.cli",
+    "training.cli",
+    "edgescreen.ops_cli",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Groups:
+    """Command groups shared between parts (e.g. `models fetch` from export, `models list` from edge)."""
+
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._sub = sub
+        self._groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+
+    @property
+    def top(self) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        return self._sub
+
+    def group(self, name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        """Return the subcommand table of group `name`, creating the group on first use."""
+        if name not in self._groups:
+            parser = self._sub.add_parser(name, help=help_text, description=help_text)
+            parser.set_defaults(func=_group_help(parser))
+            self._groups[name] = parser.add_subparsers(metavar="COMMAND")
+        return self._groups[name]
+
+
+def _group_help(parser: argparse.ArgumentParser) -> Handler:
+    def show(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgescreen",
+        description="EdgeScreen: on-device musculoskeletal screening that publishes only anonymised scores.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.set_defaults(func=None)
+    sub = parser.add_subparsers(metavar="COMMAND")
+    groups = Groups(sub)
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        module.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.func is None:
+        parser.print_help()
+        return 2
+    result: int = args.func(args)
+    return result

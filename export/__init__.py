@@ -1,0 +1,1 @@
+"""Export: TFLite→ONNX conversion, quantisation, parity, TensorRT engines, signed bundles."""

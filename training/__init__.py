@@ -1,0 +1,1 @@
+"""Training: synthetic data, dataset loaders, models, cross-validation. Workstation only (torch)."""

@@ -1,12 +1,20 @@
-"""Device-side commands: `pose`, `edge run|check`, `models list|install`."""
+"""Device-side commands. Each module below adds its own subcommands."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
+_COMMANDS = (
+    "edge.commands.models",  # models list | install
+    "edge.commands.pose",  # pose IMAGE
+    "edge.commands.runtime",  # edge run | check
+)
+
 
 def register(groups: Groups) -> None:
-    """Add the device commands (filled in by the perception and runtime modules)."""
+    for name in _COMMANDS:
+        importlib.import_module(name).register(groups)

@@ -1,12 +1,20 @@
-"""Commands of the export part."""
+"""Workstation-side commands of export. Each module below adds its own subcommands."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
+_COMMANDS = (
+    "export.commands.fetch",  # models fetch
+    "export.commands.chain",  # export onnx | quantize | fp16 | verify | bundle
+    "export.commands.engine",  # engine build
+)
+
 
 def register(groups: Groups) -> None:
-    """Add this part's commands."""
+    for name in _COMMANDS:
+        importlib.import_module(name).register(groups)

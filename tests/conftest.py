@@ -14,3 +14,15 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     b = MosquittoBroker(tmp_path / "broker").start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The converted perception models (fetched and converted once; offline when the wheel is cached)."""
+    from export.mediapipe_models import ensure_models
+
+    from edge.model_store import default_model_dir
+
+    directory = default_model_dir()
+    ensure_models(directory)
+    return directory

@@ -1,12 +1,19 @@
-"""Commands of the training part."""
+"""Training-side commands. Each module below adds its own subcommands."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
+_COMMANDS = (
+    "training.commands.synth",  # synth ...
+    "training.commands.train",  # train ...
+)
+
 
 def register(groups: Groups) -> None:
-    """Add this part's commands."""
+    for name in _COMMANDS:
+        importlib.import_module(name).register(groups)

@@ -1,0 +1,1 @@
+"""Argument parsing for the device commands; handlers import their work lazily."""

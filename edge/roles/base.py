@@ -1,0 +1,55 @@
+"""The role analyzer interface shared by the posture, gait and head-pose roles."""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from edge.perception.types import FrameResult
+from edge.wire import GaitScreening, HeadPoseWindow, ModelRef, PostureWindow
+
+ScoreMessage = PostureWindow | GaitScreening | HeadPoseWindow
+
+
+@dataclass
+class EmitContext:
+    """What an analyzer needs to build a message: identity, models, and the device's sequence counter."""
+
+    site: str
+    device_id: str
+    models: list[ModelRef] = field(default_factory=list)
+    next_seq: Callable[[], int] = field(default_factory=lambda: itertools.count().__next__)
+
+
+@dataclass(frozen=True)
+class PerceptionNeeds:
+    """Which perception outputs a role uses, so the pipeline runs only those models."""
+
+    pose: bool = True
+    segmentation: bool = False
+    face: bool = False
+
+
+class RoleAnalyzer(ABC):
+    """Consumes FrameResults in time order; returns score messages when a window or walk closes.
+
+    Analyzers keep only numbers derived per frame; they must drop per-frame data once a message is built.
+    """
+
+    role: ClassVar[str]
+    needs: ClassVar[PerceptionNeeds]
+
+    def __init__(self, ctx: EmitContext) -> None:
+        self.ctx = ctx
+        self.absent_windows = 0  # windows with nobody in view: counted, reported in the heartbeat
+
+    @abstractmethod
+    def process(self, frame: FrameResult) -> list[ScoreMessage]:
+        """Add one frame; return messages for windows/walks that closed at this frame's time."""
+
+    @abstractmethod
+    def flush(self) -> list[ScoreMessage]:
+        """Close what is open (on shutdown or end of input)."""

@@ -1,0 +1,1 @@
+"""Camera sources: one module per kind of source, all behind `FrameSource`."""

@@ -1,0 +1,1 @@
+"""Argument parsing for the export commands; handlers import their work lazily."""

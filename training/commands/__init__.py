@@ -1,0 +1,1 @@
+"""Argument parsing for the training commands; handlers import torch lazily."""

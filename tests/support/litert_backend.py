@@ -69,3 +69,22 @@ def litert_factory(tflite_dir: Path, threads: int = 1) -> Callable[[str], Backen
         return backend
 
     return make
+
+
+def extract_tflite_models(model_dir: Path, destination: Path) -> Path:
+    """Write the five original .tflite models (checked against their pinned sha256) into `destination`.
+
+    They come from the same pinned MediaPipe wheel the model store was converted from.
+    """
+    import zipfile
+
+    from export.mediapipe_models import MODEL_SOURCES, find_wheel, read_model
+
+    wheel = find_wheel(Path(model_dir))
+    destination.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        for source in MODEL_SOURCES:
+            target = destination / f"{source.name}.tflite"
+            if not target.is_file():
+                target.write_bytes(read_model(archive, source, wheel))
+    return destination

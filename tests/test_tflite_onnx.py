@@ -477,3 +477,107 @@ def test_converted_graph_declares_its_opset() -> None:
     m = _resize_model((2, 2), (4, 4), False, True)
     converted = convert_tflite(m.build(), "opset")
     assert OPSET >= 17 and converted.opset_import[0].version == OPSET
+
+
+def _options(start: Any, end: Any, **fields: Any) -> Callable[[flatbuffers.Builder], int]:
+    """Builder of a flat options table: `fields` maps the tflite adder suffix (e.g. 'StrideW') to its value."""
+
+    def build(b: flatbuffers.Builder) -> int:
+        start(b)
+        for key, value in fields.items():
+            getattr(tflite, f"{start.__name__[: -len('Start')]}Add{key}")(b, value)
+        return int(end(b))
+
+    return build
+
+
+def test_blaze_block_ops_match_litert() -> None:
+    """The rewrites made for speed (RELU6 after ADD, channel PAD as a 1x1 conv, PRELU) and the other
+    ops of the five models: depthwise conv, both pools with SAME padding on odd sizes, HARD_SWISH,
+    LOGISTIC, MUL with a broadcast, CONCATENATION on channels and RESHAPE to a 2-D output."""
+    act = tflite.ActivationFunctionType
+    rng = _rng(8)
+    m = TinyModel()
+
+    def t(name: str, shape: tuple[int, ...], data: np.ndarray | None = None) -> int:
+        return m.add(Tensor(name, shape, data=None if data is None else data.astype(np.float32)))
+
+    x = t("x", (1, 9, 7, 4))
+    dw_w = t("dw_w", (1, 3, 3, 4), rng.normal(size=(1, 3, 3, 4)))
+    dw_b = t("dw_b", (4,), rng.normal(size=4))
+    dw = t("dw", (1, 5, 4, 4))
+    pool_max = t("pool_max", (1, 5, 4, 4))
+    pool_pad = m.add(Tensor("pool_pad", (4, 2), T.INT32, np.array([[0, 0], [0, 0], [0, 0], [1, 2]], np.int32)))
+    widened = t("widened", (1, 5, 4, 7))
+    pw_w = t("pw_w", (7, 1, 1, 4), rng.normal(size=(7, 1, 1, 4)) * 3)
+    pw_b = t("pw_b", (7,), rng.normal(size=7))
+    pw = t("pw", (1, 5, 4, 7))
+    residual = t("residual", (1, 5, 4, 7))  # ADD with fused RELU6, values well beyond 6 and below 0
+    alpha = t("alpha", (1, 1, 7), rng.uniform(0.05, 0.5, size=(1, 1, 7)))
+    prelu = t("prelu", (1, 5, 4, 7))
+    swish = t("swish", (1, 5, 4, 7))
+    avg = t("avg", (1, 3, 2, 7))
+    gate = t("gate", (1, 3, 2, 7))
+    gated = t("gated", (1, 3, 2, 7))
+    both = t("both", (1, 3, 2, 14))
+    shape = m.add(Tensor("shape", (2,), T.INT32, np.array([1, 84], np.int32)))
+    flat = t("flat", (1, 84))
+    pool = (tflite.Pool2DOptionsStart, tflite.Pool2DOptionsEnd)
+    m.ops = [
+        Op(
+            B.DEPTHWISE_CONV_2D,
+            [x, dw_w, dw_b],
+            [dw],
+            Opts.DepthwiseConv2DOptions,
+            _options(
+                tflite.DepthwiseConv2DOptionsStart,
+                tflite.DepthwiseConv2DOptionsEnd,
+                Padding=tflite.Padding.SAME,
+                StrideW=2,
+                StrideH=2,
+                DepthMultiplier=1,
+                DilationWFactor=1,
+                DilationHFactor=1,
+                FusedActivationFunction=act.RELU,
+            ),
+        ),
+        Op(
+            B.MAX_POOL_2D,
+            [dw],
+            [pool_max],
+            Opts.Pool2DOptions,
+            _options(*pool, Padding=tflite.Padding.SAME, StrideW=1, StrideH=1, FilterWidth=3, FilterHeight=3),
+        ),
+        Op(B.PAD, [pool_max, pool_pad], [widened]),
+        Op(B.CONV_2D, [dw, pw_w, pw_b], [pw], Opts.Conv2DOptions, _conv_options(tflite.Padding.VALID, 1, act.NONE)),
+        Op(
+            B.ADD,
+            [pw, widened],
+            [residual],
+            Opts.AddOptions,
+            _options(tflite.AddOptionsStart, tflite.AddOptionsEnd, FusedActivationFunction=act.RELU6),
+        ),
+        Op(B.PRELU, [pw, alpha], [prelu]),
+        Op(B.HARD_SWISH, [prelu], [swish]),
+        Op(
+            B.AVERAGE_POOL_2D,
+            [swish],
+            [avg],
+            Opts.Pool2DOptions,
+            _options(*pool, Padding=tflite.Padding.SAME, StrideW=2, StrideH=2, FilterWidth=3, FilterHeight=3),
+        ),
+        Op(B.LOGISTIC, [avg], [gate]),
+        Op(B.MUL, [avg, gate], [gated], Opts.MulOptions, _options(tflite.MulOptionsStart, tflite.MulOptionsEnd)),
+        Op(
+            B.CONCATENATION,
+            [gated, avg],
+            [both],
+            Opts.ConcatenationOptions,
+            _options(tflite.ConcatenationOptionsStart, tflite.ConcatenationOptionsEnd, Axis=3),
+        ),
+        Op(B.RESHAPE, [both, shape], [flat]),
+    ]
+    m.inputs, m.outputs = [x], [flat, residual]
+    converted = _check_parity(m, rng.normal(size=(1, 9, 7, 4)).astype(np.float32) * 4)
+    ops = [n.op_type for n in converted.graph.node]
+    assert "Pad" not in ops and "PRelu" not in ops and "Clip" not in ops

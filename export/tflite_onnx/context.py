@@ -96,14 +96,20 @@ class OpContext:
             layout = "native"
         self._values[self.op.outputs[j]] = RuntimeValue(shape=tensor.shape, names={layout: name})
 
-    def activation(self, name: str, fused: int) -> str:
-        """Apply a TFLite fused activation to `name`."""
+    def activation(self, name: str, fused: int, *, channels: int | None = None) -> str:
+        """Apply a TFLite fused activation to `name`.
+
+        `channels` is given for a channel-first tensor that is not a convolution's output: RELU6 then
+        avoids Clip (see `_relu6_blocked`). After a convolution Clip is right: ONNX Runtime fuses it in.
+        """
         act = tflite.ActivationFunctionType
         b = self.builder
         if fused == act.NONE:
             return name
         if fused == act.RELU:
             return b.node("Relu", [name], self.hint())
+        if fused == act.RELU6 and channels is not None:
+            return self._relu6_blocked(name, channels)
         if fused == act.RELU6:
             return b.node(
                 "Clip",
@@ -119,3 +125,27 @@ class OpContext:
         if fused == act.TANH:
             return b.node("Tanh", [name], self.hint())
         raise self.error(f"fused activation {fused} is not supported")
+
+    def _relu6_blocked(self, name: str, channels: int) -> str:
+        """min(max(x, 0), 6) as a - Relu(a - 6) with a = Relu(x), the affine steps as 1x1 depthwise convolutions.
+
+        ONNX Runtime's blocked channel layout (NCHWc) has no Clip: a Clip after an Add costs two layout
+        reorders and forces the next ops out of the fast layout. Relu and Conv stay in it, and Runtime
+        fuses the Relu into the first convolution and the subtraction (an Add) into the second.
+        Exact for a <= 12 (Sterbenz); above, within one ulp of 6.
+        """
+        b = self.builder
+        a = b.node("Relu", [name], "relu6_low")
+        ones = np.ones((channels, 1, 1, 1), dtype=np.float32)
+        shifted = b.node(
+            "Conv",
+            [a, b.constant(ones, "relu6_one"), b.constant(np.full(channels, -6.0, np.float32), "relu6_minus6")],
+            "relu6_shift",
+            group=channels,
+            kernel_shape=[1, 1],
+        )
+        excess = b.node("Relu", [shifted], "relu6_excess")
+        negated = b.node(
+            "Conv", [excess, b.constant(-ones, "relu6_neg")], "relu6_negated", group=channels, kernel_shape=[1, 1]
+        )
+        return b.node("Add", [a, negated], self.hint())

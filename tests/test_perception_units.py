@@ -161,3 +161,25 @@ def test_onnxruntime_backend_runs_a_converted_model(model_dir: Path) -> None:
     outputs = backend.infer({backend.inputs[0].name: np.zeros((1, 128, 128, 3), np.float32)})
     assert sorted(o.shape for o in outputs) == [(1, 896, 1), (1, 896, 16)]
     backend.warmup()
+
+
+def test_unused_outputs_are_left_out_of_the_graph(model_dir: Path) -> None:
+    from edge.backends.onnxruntime_backend import OnnxRuntimeBackend, keep_graph_outputs
+
+    path = model_dir / "pose_landmark_full.onnx"
+    full = OnnxRuntimeBackend(BackendConfig(threads=1))
+    full.load(path)
+    names = [o.name for o in full.outputs]
+    assert len(names) == 5
+    segmentation = next(o.name for o in full.outputs if o.shape[-1] == 1 and len(o.shape) == 4)
+    keep = [n for n in names if n != segmentation]
+    pruned = OnnxRuntimeBackend(BackendConfig(threads=1))
+    pruned.load(path, outputs=keep)
+    assert [o.name for o in pruned.outputs] == keep
+    x = np.random.default_rng(0).random((1, 256, 256, 3), dtype=np.float32)
+    a = dict(zip(names, full.infer({"input_1": x}), strict=True))
+    b = dict(zip(keep, pruned.infer({"input_1": x}), strict=True))
+    assert all(np.array_equal(a[n], b[n]) for n in keep)
+    assert len(keep_graph_outputs(path.read_bytes(), set(keep))) < path.stat().st_size
+    with pytest.raises(BackendError, match="no output"):
+        OnnxRuntimeBackend(BackendConfig()).load(path, outputs=["nonexistent"])

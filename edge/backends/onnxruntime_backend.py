@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,18 @@ class OnnxRuntimeBackend(Backend):
         self._session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
 
-    def load(self, model_path: Path) -> None:
+    def load(self, model_path: Path, outputs: Sequence[str] | None = None) -> None:
+        """Load the model. `outputs` keeps only those graph outputs: ONNX Runtime then leaves out the
+        nodes that fed only the dropped ones (e.g. a segmentation head the pipeline does not use)."""
         model_path = Path(model_path)
         if not model_path.is_file():
             raise BackendError(f"model file {model_path} does not exist")
+        model: str | bytes = str(model_path)
+        if outputs is not None:
+            try:
+                model = keep_graph_outputs(model_path.read_bytes(), set(outputs))
+            except (OSError, ValueError) as exc:
+                raise BackendError(f"cannot prepare ONNX model {model_path}: {exc}") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads
         options.inter_op_num_threads = 1
@@ -69,11 +78,14 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         providers = resolve_providers(self.config.providers, ort.get_available_providers())
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped exceptions (Fail, InvalidGraph, ...)
             raise BackendError(f"cannot load ONNX model {model_path}: {exc}") from exc
         self.model_path = model_path
         self._output_names = [o.name for o in self._session.get_outputs()]
+        if outputs is not None and set(outputs) - set(self._output_names):
+            missing = ", ".join(sorted(set(outputs) - set(self._output_names)))
+            raise BackendError(f"{model_path} has no output(s) {missing}; it has {', '.join(self._output_names)}")
         log.info("loaded %s on %s (%d threads)", model_path.name, self._session.get_providers(), self.config.threads)
 
     @property
@@ -106,3 +118,86 @@ class OnnxRuntimeBackend(Backend):
 def _spec(arg: ort.NodeArg) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) or d is None else str(d) for d in arg.shape)
     return TensorSpec(name=arg.name, shape=shape, dtype=_ORT_TYPES.get(arg.type, "float32"))
+
+
+# --- graph-output selection on the serialised model (protobuf wire format; no `onnx` on devices) ----------
+
+_MODEL_GRAPH = 7  # ModelProto.graph
+_GRAPH_OUTPUT = 12  # GraphProto.output
+_VALUE_INFO_NAME = 1  # ValueInfoProto.name
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated protobuf varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(field number, wire type, field start, payload start, field end) of each top-level field."""
+    pos = 0
+    while pos < len(data):
+        start = pos
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, end = _varint(data, pos)
+            payload = pos
+        elif wire == 1:
+            payload, end = pos, pos + 8
+        elif wire == 2:
+            length, payload = _varint(data, pos)
+            end = payload + length
+        elif wire == 5:
+            payload, end = pos, pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if end > len(data):
+            raise ValueError("truncated protobuf field")
+        yield number, wire, start, payload, end
+        pos = end
+
+
+def _value_info_name(data: bytes) -> str:
+    for number, wire, _, payload, end in _fields(data):
+        if number == _VALUE_INFO_NAME and wire == 2:
+            return data[payload:end].decode("utf-8")
+    return ""
+
+
+def keep_graph_outputs(model: bytes, keep: set[str]) -> bytes:
+    """The serialised ONNX model with only the graph outputs named in `keep`."""
+    out = bytearray()
+    found_graph = False
+    for number, wire, start, payload, end in _fields(model):
+        if number != _MODEL_GRAPH or wire != 2:
+            out += model[start:end]
+            continue
+        found_graph = True
+        graph = model[payload:end]
+        kept = bytearray()
+        for g_number, g_wire, g_start, g_payload, g_end in _fields(graph):
+            if g_number == _GRAPH_OUTPUT and g_wire == 2 and _value_info_name(graph[g_payload:g_end]) not in keep:
+                continue
+            kept += graph[g_start:g_end]
+        out += _encode_varint((_MODEL_GRAPH << 3) | 2) + _encode_varint(len(kept)) + kept
+    if not found_graph:
+        raise ValueError("not an ONNX model (no graph)")
+    return bytes(out)

@@ -48,10 +48,13 @@ def test_onnxruntime_matches_litert(pipelines: tuple[PerceptionPipeline, Percept
     b = reference.process(image, 0.0).persons
     assert len(a) == len(b) == 1
     pa, pb = a[0], b[0]
-    # Image pixels. Keypoints out of view (hips and legs below a portrait) sit far out in a large ROI, where a
-    # 1e-3 difference in the detector's keypoints moves the ROI by a fraction of a pixel.
+    # Image pixels. The models agree to ~1e-3 input pixels; the heatmap refinement re-centres its 7×7
+    # window on the raw landmark, so a point near a heatmap cell border may jump by a fraction of a cell,
+    # which in a large ROI (hips and legs far out of a portrait) is over a pixel. Points in view: tight.
     assert np.abs(pa.keypoints[:13, :2] - pb.keypoints[:13, :2]).max() < 0.3  # face and shoulders
-    assert np.abs(pa.keypoints[:, :2] - pb.keypoints[:, :2]).max() < 1.5
+    h, w = image.shape[:2]
+    in_image = np.all((pb.keypoints[:, :2] >= 0) & (pb.keypoints[:, :2] < [w, h]), axis=1)
+    assert np.abs(pa.keypoints[in_image, :2] - pb.keypoints[in_image, :2]).max() < 0.5
     assert np.abs(pa.keypoints[:, 2] - pb.keypoints[:, 2]).max() < 1e-2
     assert np.abs(pa.world - pb.world).max() < 5e-3  # metres
     assert pa.score == pytest.approx(pb.score, abs=1e-3)

@@ -195,6 +195,12 @@ class Outbox:
                     raise _storage_error(self.path, "store the sequence number in", exc) from exc
         return seq
 
+    def current_seq(self) -> int:
+        """The seq the next score will get, without taking it. Status and heartbeat messages carry this value,
+        so score seqs stay gap-free and a heartbeat tells the collector how many scores came before it."""
+        with self._lock:
+            return self._seq
+
     # -- internals -------------------------------------------------------------------------------------
 
     def _meta(self, name: str) -> int:

@@ -30,6 +30,12 @@ def register(groups: Groups) -> None:
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
     p.add_argument("--samples", type=int, default=None, help="calibration samples (default: all / 64)")
     p.add_argument("--seed", type=int, default=1, help="seed of synthetic calibration data")
+    p.add_argument(
+        "--target",
+        choices=["tensorrt", "cpu"],
+        default="tensorrt",
+        help="tensorrt: symmetric INT8 activations (TensorRT explicit quantization); cpu: UINT8 activations",
+    )
     p.add_argument("--out", type=Path, required=True, help="INT8 ONNX file to write")
     p.set_defaults(func=_quantize)
 
@@ -83,7 +89,13 @@ def _quantize(args: argparse.Namespace) -> int:
 
     try:
         result = quantize_model(
-            args.model, args.out, args.calibration, method=args.method, samples=args.samples, seed=args.seed
+            args.model,
+            args.out,
+            args.calibration,
+            method=args.method,
+            samples=args.samples,
+            seed=args.seed,
+            target=args.target,
         )
     except (QuantizationError, CalibrationError) as exc:
         print(f"error: {exc}")

@@ -581,3 +581,20 @@ def test_blaze_block_ops_match_litert() -> None:
     converted = _check_parity(m, rng.normal(size=(1, 9, 7, 4)).astype(np.float32) * 4)
     ops = [n.op_type for n in converted.graph.node]
     assert "Pad" not in ops and "PRelu" not in ops and "Clip" not in ops
+
+
+@pytest.mark.parametrize(("stride", "padding"), [(1, tflite.Padding.SAME), (2, tflite.Padding.VALID)])
+def test_single_channel_head_conv_is_split_exactly(stride: int, padding: int) -> None:
+    """A k×k convolution to one channel on a large map (the segmentation head) becomes depthwise + 1x1 sum."""
+    size = 40 if stride == 1 else 80  # the output must be large enough for the split to pay
+    out = size if padding == tflite.Padding.SAME else (size - 3) // stride + 1
+    m = TinyModel()
+    x = m.add(Tensor("x", (1, size, size, 8)))
+    w = m.add(Tensor("w", (1, 3, 3, 8), data=_rng(9).normal(size=(1, 3, 3, 8)).astype(np.float32)))
+    bias = m.add(Tensor("b", (1,), data=np.array([0.75], np.float32)))
+    y = m.add(Tensor("y", (1, out, out, 1)))
+    m.ops = [Op(B.CONV_2D, [x, w, bias], [y], Opts.Conv2DOptions, _conv_options(padding, stride, 1))]
+    m.inputs, m.outputs = [x], [y]
+    converted = _check_parity(m, _rng(10).normal(size=(1, size, size, 8)).astype(np.float32))
+    groups = [a.i for n in converted.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
+    assert groups == [8]  # the depthwise half; the 1x1 sum has the default group

@@ -104,17 +104,36 @@ def conv_2d(ctx: OpContext) -> None:
     groups = ctx.shape(0)[3] // in_c
     strides = (opts.StrideH(), opts.StrideW())
     dilations = (opts.DilationHFactor(), opts.DilationWFactor())
+    pads = _pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations)
     b = ctx.builder
-    y = b.node(
-        "Conv",
-        [ctx.nchw(0), b.constant(weights.transpose(0, 3, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
-        ctx.hint(),
-        kernel_shape=[k_h, k_w],
-        strides=list(strides),
-        dilations=list(dilations),
-        pads=_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations),
-        group=groups,
-    )
+    _, out_h, out_w, _ = ctx.out_tensor().shape
+    if out_c == 1 and groups == 1 and (k_h, k_w) != (1, 1) and out_h * out_w >= 1024:
+        # A spatial convolution to one channel (a mask head) wastes ONNX Runtime's blocked kernels,
+        # which compute output channels in blocks of 8 or 16: split it into a depthwise convolution
+        # and a 1x1 sum over channels, several times faster.
+        spatial = b.node(
+            "Conv",
+            [ctx.nchw(0), b.constant(weights[0].transpose(2, 0, 1)[:, None], "w_dw")],
+            "head_dw",
+            kernel_shape=[k_h, k_w],
+            strides=list(strides),
+            dilations=list(dilations),
+            pads=pads,
+            group=in_c,
+        )
+        ones = np.ones((1, in_c, 1, 1), dtype=np.float32)
+        y = b.node("Conv", [spatial, b.constant(ones, "w_sum"), b.constant(_bias(ctx, 2, 1), "b")], ctx.hint())
+    else:
+        y = b.node(
+            "Conv",
+            [ctx.nchw(0), b.constant(weights.transpose(0, 3, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
+            ctx.hint(),
+            kernel_shape=[k_h, k_w],
+            strides=list(strides),
+            dilations=list(dilations),
+            pads=pads,
+            group=groups,
+        )
     ctx.set_output(ctx.activation(y, opts.FusedActivationFunction()), "nchw")
 
 

@@ -43,7 +43,7 @@ class LiteRtBackend(Backend):
         for detail in it.get_input_details():
             it.set_tensor(detail["index"], np.ascontiguousarray(inputs[detail["name"]], dtype=detail["dtype"]))
         it.invoke()
-        return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
+        return [it.get_tensor(d["index"]) for d in it.get_output_details()]  # get_tensor returns a copy
 
     @property
     def inputs(self) -> list[TensorSpec]:

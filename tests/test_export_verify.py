@@ -1,0 +1,114 @@
+"""Parity reports and the budget gate, on real converted models and on classifier metrics."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgescreen.cli import main
+from export.quantize import quantize_model
+from export.verify import Budget, VerifyError, macro_auc, roc_auc, verify_models, write_report
+
+
+@pytest.fixture(scope="module")
+def face_landmark_int8(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("verify") / "face_landmark.int8.onnx"
+    quantize_model(model_dir / "face_landmark.onnx", out, "photos", method="minmax")
+    return out
+
+
+def test_landmark_parity_report_in_pixels_and_fraction(
+    model_dir: Path, face_landmark_int8: Path, tmp_path: Path
+) -> None:
+    report = verify_models(model_dir / "face_landmark.onnx", face_landmark_int8, "photos", Budget(torso=0.05))
+    assert report.kind == "face_landmarks" and report.samples >= 6
+    px, frac = report.metrics["keypoint_error_px_mean"], report.metrics["keypoint_error_face_fraction"]
+    assert 0.0 < px < 20.0  # quantised: not identical, but the same face
+    assert frac == pytest.approx(report.checks[0]["candidate"])
+    assert report.passed == (frac <= 0.05)
+    json_path, md_path = write_report(report, tmp_path / "face.parity")
+    saved = json.loads(json_path.read_text())
+    assert saved["candidate"]["precision"] == "int8" and saved["reference"]["precision"] == "fp32"
+    assert "| keypoint_error_face_fraction |" in md_path.read_text()
+
+
+def test_gate_fails_the_command_when_budget_is_exceeded(
+    model_dir: Path, face_landmark_int8: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = str(model_dir / "face_landmark.onnx")
+    stem = tmp_path / "r"
+    args = ["export", "verify", ref, str(face_landmark_int8), "--data", "photos:6", "--report", str(stem)]
+    assert main([*args, "--budget-torso", "0.5"]) == 0
+    assert main([*args, "--budget-torso", "0.00001"]) == 1
+    out = capsys.readouterr().out
+    assert "parity budget exceeded" in out and "of face width" in out
+    assert json.loads(stem.with_suffix(".json").read_text())["passed"] is False
+
+
+def test_the_same_model_is_at_parity(model_dir: Path) -> None:
+    model = model_dir / "pose_landmark_full.onnx"
+    report = verify_models(model, model, "photos:4")
+    assert report.passed and report.metrics["keypoint_error_px_max"] == 0.0
+    assert report.metrics["torso_px_mean"] > 10.0
+
+
+def test_models_with_different_inputs_are_refused(model_dir: Path) -> None:
+    with pytest.raises(VerifyError, match="not the same model"):
+        verify_models(model_dir / "face_landmark.onnx", model_dir / "pose_landmark_full.onnx", "photos")
+
+
+def _pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    pos, neg = scores[labels], scores[~labels]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=2, max_size=30))
+def test_roc_auc_equals_pairwise_definition(pairs: list[tuple[bool, int]]) -> None:
+    labels = np.array([p[0] for p in pairs])
+    scores = np.array([float(p[1]) for p in pairs])
+    if labels.all() or not labels.any():
+        assert np.isnan(roc_auc(labels, scores))
+    else:
+        assert roc_auc(labels, scores) == pytest.approx(_pairwise_auc(labels, scores))
+
+
+def test_macro_auc_three_classes() -> None:
+    targets = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(3)[targets] * 0.8 + 0.0666
+    assert macro_auc(targets, perfect) == pytest.approx(1.0)
+    assert macro_auc(targets, perfect[:, [1, 2, 0]]) < 0.5
+
+
+def test_trained_classifier_parity(tmp_path: Path) -> None:
+    pytest.importorskip("training.data", reason="training data loaders not in this tree")
+    import torch
+    from training.data import load_task_data
+
+    from export.onnx_export import export_module
+    from training.labels import LABEL_MAPS
+    from training.models.keypoint_mlp import keypoint_mlp
+
+    torch.manual_seed(0)
+    data = load_task_data("posture-keypoints", "synthetic:40", 3)
+    inputs = np.asarray(data.inputs, np.float32)
+    model = keypoint_mlp(num_classes=2)
+    spec = {"name": "keypoints", "shape": [None, *inputs.shape[1:]], "dtype": "float32", "layout": None}
+    meta = {
+        "task": "posture-keypoints",
+        "arch": "keypoint_mlp",
+        "label_map": LABEL_MAPS["posture-keypoints"],
+        "input_spec": spec,
+    }
+    fp32 = export_module(model, meta, tmp_path / "kp.onnx", inputs[:8]).path
+    report = verify_models(fp32, fp32, "synthetic:40")
+    assert report.kind == "classifier" and report.passed
+    assert report.metrics["auc_fp32"] == report.metrics["auc_candidate"]
+    assert report.metrics["prediction_agreement"] == 1.0

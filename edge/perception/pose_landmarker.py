@@ -57,24 +57,29 @@ def roi_from_auxiliary(landmarks: npt.NDArray) -> RotatedRect:
 
 def refine_from_heatmap(xy: npt.NDArray[np.float32], heatmap: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """RefineLandmarksFromHeatmapCalculator: replace x, y (normalised to the crop) by the sigmoid-weighted
-    mean position in a 7×7 heatmap window, where the window's peak confidence reaches 0.5."""
+    mean position in a 7×7 heatmap window around the point (cells outside the heatmap count as zero),
+    where the window's peak confidence reaches 0.5. All landmarks at once."""
     hm = heatmap.reshape(heatmap.shape[-3], heatmap.shape[-2], heatmap.shape[-1])
     hm_h, hm_w, channels = hm.shape
+    n = min(channels, xy.shape[0])
     out = xy.copy()
-    offset = (HEATMAP_KERNEL - 1) // 2
-    for i in range(min(channels, xy.shape[0])):
-        col = int(xy[i, 0] * hm_w)
-        row = int(xy[i, 1] * hm_h)
-        if xy[i, 0] < 0 or xy[i, 1] < 0 or col >= hm_w or row >= hm_h:
-            continue
-        r0, r1 = max(0, row - offset), min(hm_h, row + offset + 1)
-        c0, c1 = max(0, col - offset), min(hm_w, col + offset + 1)
-        conf = sigmoid(hm[r0:r1, c0:c1, i])
-        total = float(conf.sum())
-        if total > 0 and float(conf.max()) >= HEATMAP_MIN_CONFIDENCE:
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            out[i, 0] = float((cols * conf).sum()) / hm_w / total
-            out[i, 1] = float((rows * conf).sum()) / hm_h / total
+    # C++ int conversion truncates towards zero, so points just left of/above the crop still refine.
+    col = np.trunc(xy[:n, 0] * hm_w).astype(np.int64)
+    row = np.trunc(xy[:n, 1] * hm_h).astype(np.int64)
+    inside = (col >= 0) & (col < hm_w) & (row >= 0) & (row < hm_h)
+    offsets = np.arange(HEATMAP_KERNEL) - (HEATMAP_KERNEL - 1) // 2
+    rows = row[:, None] + offsets  # (n, k)
+    cols = col[:, None] + offsets
+    in_window = ((rows >= 0) & (rows < hm_h))[:, :, None] & ((cols >= 0) & (cols < hm_w))[:, None, :]
+    values = hm[
+        np.clip(rows, 0, hm_h - 1)[:, :, None], np.clip(cols, 0, hm_w - 1)[:, None, :], np.arange(n)[:, None, None]
+    ]
+    conf = np.where(in_window, sigmoid(values), 0.0)
+    total = conf.sum(axis=(1, 2))
+    refine = inside & (total > 0) & (conf.max(axis=(1, 2)) >= HEATMAP_MIN_CONFIDENCE)
+    safe = np.where(total > 0, total, 1.0)
+    out[:n, 0] = np.where(refine, (conf * cols[:, None, :]).sum(axis=(1, 2)) / hm_w / safe, xy[:n, 0])
+    out[:n, 1] = np.where(refine, (conf * rows[:, :, None]).sum(axis=(1, 2)) / hm_h / safe, xy[:n, 1])
     return out
 
 

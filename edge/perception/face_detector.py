@@ -25,7 +25,7 @@ from edge.perception.roi import (
     tensor_to_image,
 )
 from edge.perception.ssd import SsdDecoding, decode, weighted_nms
-from edge.perception.stage import ModelStage, pick
+from edge.perception.stage import ModelStage, bgr_to_tensor, pick
 
 INPUT_SIZE = 128
 NUM_ANCHORS = 896
@@ -60,7 +60,7 @@ class FaceDetector(ModelStage):
         else:
             to_image = tensor_to_image(region.scaled(1.0), INPUT_SIZE, INPUT_SIZE)
         patch = crop(image_bgr, to_image, INPUT_SIZE, INPUT_SIZE, zero_border=True)
-        tensor = patch[None, :, :, ::-1].astype(np.float32) * (2.0 / 255.0) - 1.0
+        tensor = bgr_to_tensor(patch, -1.0, 1.0)
         return tensor, to_image
 
     def postprocess(self, outputs: list[npt.NDArray[np.float32]], to_image: Matrix) -> list[FaceDetection]:

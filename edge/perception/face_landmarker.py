@@ -11,7 +11,7 @@ import numpy.typing as npt
 from edge.backends.base import Backend
 from edge.perception.roi import Matrix, RotatedRect, apply_affine, crop, rect_from_box, tensor_to_image
 from edge.perception.ssd import sigmoid
-from edge.perception.stage import ModelStage, pick
+from edge.perception.stage import ModelStage, bgr_to_tensor, pick
 
 INPUT_SIZE = 192
 NUM_FACE_LANDMARKS = 468
@@ -43,7 +43,7 @@ class FaceLandmarker(ModelStage):
         """Rotated crop to 192×192 (edge pixels replicated), RGB in [0, 1]."""
         to_image = tensor_to_image(roi, INPUT_SIZE, INPUT_SIZE)
         patch = crop(image_bgr, to_image, INPUT_SIZE, INPUT_SIZE, zero_border=False)
-        return patch[None, :, :, ::-1].astype(np.float32) * (1.0 / 255.0), to_image
+        return bgr_to_tensor(patch, 0.0, 1.0), to_image
 
     def postprocess(self, outputs: list[npt.NDArray[np.float32]], roi: RotatedRect) -> FaceLandmarks | None:
         flag = float(sigmoid(pick(outputs, "face flag", lambda s: math.prod(s) == 1).reshape(())))

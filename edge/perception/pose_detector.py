@@ -13,7 +13,7 @@ from edge.backends.base import Backend
 from edge.perception.anchors import POSE_DETECTION_ANCHORS, generate_anchors
 from edge.perception.roi import Matrix, RotatedRect, crop, letterbox_to_image, rect_from_alignment_points
 from edge.perception.ssd import Detection, SsdDecoding, decode, weighted_nms
-from edge.perception.stage import ModelStage, pick
+from edge.perception.stage import ModelStage, bgr_to_tensor, pick
 
 INPUT_SIZE = 224
 NUM_ANCHORS = 2254
@@ -42,7 +42,7 @@ class PoseDetector(ModelStage):
         h, w = image_bgr.shape[:2]
         to_image = letterbox_to_image(w, h, INPUT_SIZE, INPUT_SIZE)
         patch = crop(image_bgr, to_image, INPUT_SIZE, INPUT_SIZE, zero_border=True)
-        tensor = patch[None, :, :, ::-1].astype(np.float32) * (2.0 / 255.0) - 1.0
+        tensor = bgr_to_tensor(patch, -1.0, 1.0)
         return tensor, to_image
 
     def postprocess(self, outputs: list[npt.NDArray[np.float32]], to_image: Matrix) -> list[Detection]:

@@ -26,7 +26,7 @@ from edge.perception.roi import (
     tensor_to_image,
 )
 from edge.perception.ssd import sigmoid
-from edge.perception.stage import ModelStage, pick
+from edge.perception.stage import ModelStage, bgr_to_tensor, pick
 
 INPUT_SIZE = 256
 NUM_ALL = 39  # 33 body landmarks + 6 auxiliary
@@ -94,7 +94,7 @@ class PoseLandmarker(ModelStage):
         """Rotated crop of the ROI to 256×256 (edge pixels replicated), RGB in [0, 1]."""
         to_image = tensor_to_image(roi, INPUT_SIZE, INPUT_SIZE)
         patch = crop(image_bgr, to_image, INPUT_SIZE, INPUT_SIZE, zero_border=False)
-        tensor = patch[None, :, :, ::-1].astype(np.float32) * (1.0 / 255.0)
+        tensor = bgr_to_tensor(patch, 0.0, 1.0)
         return tensor, to_image
 
     def postprocess(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -35,3 +36,12 @@ def pick(outputs: list[npt.NDArray[np.float32]], what: str, test: Callable[[tupl
         shapes = [tuple(o.shape) for o in outputs]
         raise BackendError(f"cannot find the {what} output among output shapes {shapes}")
     return found[0]
+
+
+def bgr_to_tensor(patch: npt.NDArray[np.uint8], low: float, high: float) -> npt.NDArray[np.float32]:
+    """A BGR uint8 crop as the (1, H, W, 3) RGB float tensor the models take, values mapped to [low, high]."""
+    rgb = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB).astype(np.float32)
+    rgb *= np.float32((high - low) / 255.0)
+    if low:
+        rgb += np.float32(low)
+    return rgb[None]

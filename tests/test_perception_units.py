@@ -183,3 +183,10 @@ def test_unused_outputs_are_left_out_of_the_graph(model_dir: Path) -> None:
     assert len(keep_graph_outputs(path.read_bytes(), set(keep))) < path.stat().st_size
     with pytest.raises(BackendError, match="no output"):
         OnnxRuntimeBackend(BackendConfig()).load(path, outputs=["nonexistent"])
+
+
+def test_a_precision_the_cpu_cannot_give_is_reported(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        backend = create_backend(BackendConfig(threads=1, precision="fp16"), model_dir / "face_landmark.onnx")
+    assert "precision fp16" in caplog.text and "fp32" in caplog.text
+    assert backend.inputs[0].shape == (1, 192, 192, 3)

@@ -78,7 +78,9 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         providers = resolve_providers(self.config.providers, ort.get_available_providers())
         try:
-            self._session = ort.InferenceSession(model, sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(
+                model, sess_options=options, providers=providers, provider_options=self._provider_options(providers)
+            )
         except Exception as exc:  # onnxruntime raises its own untyped exceptions (Fail, InvalidGraph, ...)
             raise BackendError(f"cannot load ONNX model {model_path}: {exc}") from exc
         self.model_path = model_path
@@ -87,6 +89,32 @@ class OnnxRuntimeBackend(Backend):
             missing = ", ".join(sorted(set(outputs) - set(self._output_names)))
             raise BackendError(f"{model_path} has no output(s) {missing}; it has {', '.join(self._output_names)}")
         log.info("loaded %s on %s (%d threads)", model_path.name, self._session.get_providers(), self.config.threads)
+
+    def _provider_options(self, providers: list[str]) -> list[dict[str, str]]:
+        """Per-provider options: TensorRT gets the configured precision and engine cache; the others run the
+        model's own fp32 weights, which is said out loud when another precision was asked for."""
+        trt = PROVIDER_NAMES["tensorrt"]
+        precision = self.config.precision
+        if precision != "fp32" and trt not in providers:
+            log.warning(
+                "precision %s applies to TensorRT; ONNX Runtime on %s runs the model's fp32 weights",
+                precision,
+                providers[0],
+            )
+        if precision == "int8" and trt in providers:
+            raise BackendError(
+                "int8 on ONNX Runtime's TensorRT provider needs a calibrated engine: use the tensorrt backend"
+            )
+        options: list[dict[str, str]] = []
+        for name in providers:
+            opts: dict[str, str] = {}
+            if name == trt:
+                opts["trt_fp16_enable"] = "True" if precision == "fp16" else "False"
+                if self.config.engine_cache is not None:
+                    opts["trt_engine_cache_enable"] = "True"
+                    opts["trt_engine_cache_path"] = str(self.config.engine_cache)
+            options.append(opts)
+        return options
 
     @property
     def session(self) -> ort.InferenceSession:

@@ -88,7 +88,7 @@ class OnnxRuntimeBackend(Backend):
         if outputs is not None and set(outputs) - set(self._output_names):
             missing = ", ".join(sorted(set(outputs) - set(self._output_names)))
             raise BackendError(f"{model_path} has no output(s) {missing}; it has {', '.join(self._output_names)}")
-        log.info("loaded %s on %s (%d threads)", model_path.name, self._session.get_providers(), self.config.threads)
+        log.debug("loaded %s on %s (%d threads)", model_path.name, self._session.get_providers(), self.config.threads)
 
     def _provider_options(self, providers: list[str]) -> list[dict[str, str]]:
         """Per-provider options: TensorRT gets the configured precision and engine cache; the others run the

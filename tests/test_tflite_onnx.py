@@ -598,3 +598,34 @@ def test_single_channel_head_conv_is_split_exactly(stride: int, padding: int) ->
     converted = _check_parity(m, _rng(10).normal(size=(1, size, size, 8)).astype(np.float32))
     groups = [a.i for n in converted.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
     assert groups == [8]  # the depthwise half; the 1x1 sum has the default group
+
+
+def test_spatial_pad_read_by_convolutions_is_folded_into_them() -> None:
+    """pose_detection pads once and feeds two depthwise convolutions (stride 1 and 2): no Pad node remains."""
+    rng = _rng(11)
+    m = TinyModel()
+    x = m.add(Tensor("x", (1, 8, 8, 4)))
+    pads = m.add(Tensor("pads", (4, 2), T.INT32, np.array([[0, 0], [1, 2], [2, 1], [0, 0]], np.int32)))
+    padded = m.add(Tensor("padded", (1, 11, 11, 4)))
+    outputs = []
+    for stride in (1, 2):
+        w = m.add(Tensor(f"w{stride}", (1, 3, 3, 4), data=rng.normal(size=(1, 3, 3, 4)).astype(np.float32)))
+        bias = m.add(Tensor(f"b{stride}", (4,), data=rng.normal(size=4).astype(np.float32)))
+        size = (11 - 3) // stride + 1
+        y = m.add(Tensor(f"y{stride}", (1, size, size, 4)))
+        options = _options(
+            tflite.DepthwiseConv2DOptionsStart,
+            tflite.DepthwiseConv2DOptionsEnd,
+            Padding=tflite.Padding.VALID,
+            StrideW=stride,
+            StrideH=stride,
+            DepthMultiplier=1,
+            DilationWFactor=1,
+            DilationHFactor=1,
+        )
+        m.ops.append(Op(B.DEPTHWISE_CONV_2D, [padded, w, bias], [y], Opts.DepthwiseConv2DOptions, options))
+        outputs.append(y)
+    m.ops.insert(0, Op(B.PAD, [x, pads], [padded]))
+    m.inputs, m.outputs = [x], outputs
+    converted = _check_parity(m, rng.normal(size=(1, 8, 8, 4)).astype(np.float32))
+    assert "Pad" not in [n.op_type for n in converted.graph.node]

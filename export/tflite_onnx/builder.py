@@ -41,6 +41,9 @@ class RuntimeValue:
 
     shape: tuple[int, ...]  # as in the TFLite model (NHWC for 4-D)
     names: dict[str, str]  # layout -> ONNX name
+    # Zero padding (top, left, bottom, right) not yet applied: only convolutions read such a value,
+    # and they add it to their own pads (see ops.pad).
+    pending_pads: tuple[int, int, int, int] | None = None
 
 
 class GraphBuilder:
@@ -77,6 +80,8 @@ class GraphBuilder:
 
     def layout_of(self, value: RuntimeValue, want: Layout) -> str:
         """Name of `value` in layout `want`, adding the Transpose the first time it is needed."""
+        if value.pending_pads is not None:
+            raise ValueError("a value with pending pads can only be read by a convolution")
         if want in value.names:
             return value.names[want]
         if len(value.shape) != 4:

@@ -20,12 +20,22 @@ class OpContext:
         builder: GraphBuilder,
         constants: dict[int, np.ndarray],
         values: dict[int, RuntimeValue],
+        *,
+        consumers: dict[int, list[OpInfo]] | None = None,
     ) -> None:
         self.graph = graph
         self.op = op
         self.builder = builder
         self._constants = constants
         self._values = values
+        self._consumers = consumers or {}
+
+    def consumers(self, j: int = 0) -> list[OpInfo]:
+        """The ops that read output j."""
+        return self._consumers.get(self.op.outputs[j], [])
+
+    def is_graph_output(self, j: int = 0) -> bool:
+        return self.op.outputs[j] in self.graph.outputs
 
     # --- errors -----------------------------------------------------------------------------------
     def error(self, message: str) -> ConversionError:
@@ -63,7 +73,21 @@ class OpContext:
         """Runtime input i as a channel-first tensor (it must be 4-D)."""
         if len(self.shape(i)) != 4:
             raise self.error(f"input {i} must be 4-D, has shape {self.shape(i)}")
+        if self.value(i).pending_pads is not None:
+            raise self.error(f"input {i} carries a folded PAD that this op cannot absorb")
         return self.builder.layout_of(self.value(i), "nchw")
+
+    def nchw_padded(self, i: int) -> tuple[str, tuple[int, int, int, int]]:
+        """Runtime input i channel-first, with the zero padding (top, left, bottom, right) still to apply."""
+        value = self.value(i)
+        if value.pending_pads is not None:
+            return value.names["nchw"], value.pending_pads
+        return self.nchw(i), (0, 0, 0, 0)
+
+    def set_padded_output(self, name: str, pads: tuple[int, int, int, int]) -> None:
+        """Output 0 is `name` (channel-first) zero-padded by `pads`, left for the consuming convolutions."""
+        tensor = self.out_tensor()
+        self._values[self.op.outputs[0]] = RuntimeValue(shape=tensor.shape, names={"nchw": name}, pending_pads=pads)
 
     def native(self, i: int) -> str:
         return self.builder.layout_of(self.value(i), "native")

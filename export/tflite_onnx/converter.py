@@ -12,7 +12,7 @@ from export.tflite_onnx.builder import GraphBuilder, RuntimeValue, onnx_type
 from export.tflite_onnx.context import OpContext
 from export.tflite_onnx.errors import ConversionError
 from export.tflite_onnx.ops import CONVERTERS, FOLDERS
-from export.tflite_onnx.reader import TfliteGraph, read_tflite
+from export.tflite_onnx.reader import OpInfo, TfliteGraph, read_tflite
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,13 @@ def convert_graph(graph: TfliteGraph) -> onnx.ModelProto:
         values[index] = RuntimeValue(shape=tensor.shape, names={"native": tensor.name})
         graph_inputs.append(helper.make_tensor_value_info(tensor.name, onnx_type(tensor.dtype), list(tensor.shape)))
 
+    consumers: dict[int, list[OpInfo]] = {}
     for op in graph.ops:
-        ctx = OpContext(graph, op, builder, constants, values)
+        for index in op.inputs:
+            if index >= 0:
+                consumers.setdefault(index, []).append(op)
+    for op in graph.ops:
+        ctx = OpContext(graph, op, builder, constants, values, consumers=consumers)
         if op.kind in FOLDERS:
             if not all(ctx.is_const(i) or graph.tensors[op.inputs[i]].sparsity is not None for i in range(1)):
                 raise ctx.error("only constant inputs can be folded; a run-time input is not supported")

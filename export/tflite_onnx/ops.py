@@ -49,6 +49,14 @@ def _pads(
     return [top, left, bottom, right]
 
 
+def _add_pads(pads: list[int], folded: tuple[int, int, int, int]) -> list[int]:
+    """Conv pads [top, left, bottom, right] plus a zero PAD folded into the convolution."""
+    return [p + f for p, f in zip(pads, folded, strict=True)]
+
+
+_CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
 def _bias(ctx: OpContext, index: int, channels: int) -> np.ndarray:
     if ctx.has_input(index):
         return ctx.const(index).astype(np.float32).reshape(channels)
@@ -104,7 +112,8 @@ def conv_2d(ctx: OpContext) -> None:
     groups = ctx.shape(0)[3] // in_c
     strides = (opts.StrideH(), opts.StrideW())
     dilations = (opts.DilationHFactor(), opts.DilationWFactor())
-    pads = _pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations)
+    x, folded = ctx.nchw_padded(0)
+    pads = _add_pads(_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations), folded)
     b = ctx.builder
     _, out_h, out_w, _ = ctx.out_tensor().shape
     if out_c == 1 and groups == 1 and (k_h, k_w) != (1, 1) and out_h * out_w >= 1024:
@@ -113,7 +122,7 @@ def conv_2d(ctx: OpContext) -> None:
         # and a 1x1 sum over channels, several times faster.
         spatial = b.node(
             "Conv",
-            [ctx.nchw(0), b.constant(weights[0].transpose(2, 0, 1)[:, None], "w_dw")],
+            [x, b.constant(weights[0].transpose(2, 0, 1)[:, None], "w_dw")],
             "head_dw",
             kernel_shape=[k_h, k_w],
             strides=list(strides),
@@ -126,7 +135,7 @@ def conv_2d(ctx: OpContext) -> None:
     else:
         y = b.node(
             "Conv",
-            [ctx.nchw(0), b.constant(weights.transpose(0, 3, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
+            [x, b.constant(weights.transpose(0, 3, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
             ctx.hint(),
             kernel_shape=[k_h, k_w],
             strides=list(strides),
@@ -144,15 +153,16 @@ def depthwise_conv_2d(ctx: OpContext) -> None:
     in_c = ctx.shape(0)[3]
     strides = (opts.StrideH(), opts.StrideW())
     dilations = (opts.DilationHFactor(), opts.DilationWFactor())
+    x, folded = ctx.nchw_padded(0)
     b = ctx.builder
     y = b.node(
         "Conv",
-        [ctx.nchw(0), b.constant(weights.transpose(3, 0, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
+        [x, b.constant(weights.transpose(3, 0, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
         ctx.hint(),
         kernel_shape=[k_h, k_w],
         strides=list(strides),
         dilations=list(dilations),
-        pads=_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations),
+        pads=_add_pads(_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations), folded),
         group=in_c,
     )
     ctx.set_output(ctx.activation(y, opts.FusedActivationFunction()), "nchw")
@@ -316,6 +326,18 @@ def pad(ctx: OpContext) -> None:
         weights[before : before + in_c, :, 0, 0] = np.eye(in_c, dtype=np.float32)
         y = b.node("Conv", [ctx.nchw(0), b.constant(weights, "channel_pad")], ctx.hint(), kernel_shape=[1, 1])
         ctx.set_output(y, "nchw")
+        return
+    spatial_only = not paddings[0].any() and not paddings[3].any() and (paddings >= 0).all()
+    only_convolutions = all(
+        op.kind in _CONVOLUTIONS and op.inputs[0] == ctx.op.outputs[0] and ctx.op.outputs[0] not in op.inputs[1:]
+        for op in ctx.consumers()
+    )
+    if rank == 4 and spatial_only and ctx.consumers() and only_convolutions and not ctx.is_graph_output():
+        # Zero padding read only by convolutions (TF's explicit padding before stride-2 convs): fold it
+        # into their pads instead of materialising a padded copy.
+        top, bottom = (int(v) for v in paddings[1])
+        left, right = (int(v) for v in paddings[2])
+        ctx.set_padded_output(ctx.nchw(0), (top, left, bottom, right))
         return
     if layout == "nchw":
         paddings = paddings[list(NHWC_TO_NCHW)]

@@ -53,5 +53,6 @@ def draw_persons(
         if person.head_pose is not None:
             hp = person.head_pose
             label += f" yaw {hp.yaw:+.0f} pitch {hp.pitch:+.0f} roll {hp.roll:+.0f}"
-        cv2.putText(canvas, label, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, _CENTRE, 1)
+        font = max(0.5, 0.45 * scale)
+        cv2.putText(canvas, label, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, font, _CENTRE, 1)
     return canvas

@@ -190,3 +190,10 @@ def test_a_precision_the_cpu_cannot_give_is_reported(model_dir: Path, caplog: py
         backend = create_backend(BackendConfig(threads=1, precision="fp16"), model_dir / "face_landmark.onnx")
     assert "precision fp16" in caplog.text and "fp32" in caplog.text
     assert backend.inputs[0].shape == (1, 192, 192, 3)
+
+
+def test_pipeline_without_a_model_store_says_how_to_get_one(tmp_path: Path) -> None:
+    from edge.perception.pipeline import PerceptionPipeline
+
+    with pytest.raises(BackendError, match="models fetch"):
+        PerceptionPipeline(PerceptionConfig(), tmp_path)

@@ -249,3 +249,16 @@ def test_bad_frames_are_refused_with_the_reason(pipeline: PerceptionPipeline) ->
         pipeline.process(np.zeros((10, 10, 5), np.uint8), 0.0)
     with pytest.raises(ValueError, match="non-empty"):
         pipeline.process(np.zeros((0, 10, 3), np.uint8), 0.0)
+
+
+def test_face_is_tracked_from_its_landmarks(model_dir: Path) -> None:
+    pipe = PerceptionPipeline(PerceptionConfig(backend=BackendConfig(threads=1)), model_dir)
+    assert pipe.face_detector is not None and pipe.face_landmarker is not None
+    image = astronaut()
+    rolls = []
+    for i in range(3):
+        (person,) = pipe.process(image, i / 30).persons
+        assert person.head_pose is not None
+        rolls.append(person.head_pose.roll)
+    assert pipe.face_detector.calls == 1 and pipe.face_landmarker.calls == 3
+    assert max(rolls) - min(rolls) < 2.0

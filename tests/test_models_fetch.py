@@ -208,3 +208,12 @@ def test_wheel_is_found_in_pips_cache_offline(
     report = ensure_models(store, sources=MODEL_SOURCES[2:3])
     assert report.converted == ["face_detection_short_range"]
     assert report.wheel == store / WHEEL_CACHE / WHEEL_NAME and file_sha256(report.wheel) == WHEEL_SHA256
+
+
+def test_fetching_some_models_keeps_the_others(tmp_path: Path, wheel: Path) -> None:
+    store = tmp_path / "store"
+    ensure_models(store, wheel, sources=MODEL_SOURCES[2:4])
+    report = ensure_models(store, wheel, sources=MODEL_SOURCES[4:], force=True)
+    assert report.converted == ["selfie_segmentation"]
+    assert sorted(ModelStore(store).names()) == ["face_detection_short_range", "face_landmark", "selfie_segmentation"]
+    assert ModelStore(store).ref("face_landmark").sha256 == file_sha256(store / "face_landmark.onnx")

@@ -111,7 +111,7 @@ def _as_bgr(frame: npt.NDArray) -> npt.NDArray[np.uint8]:
         return np.ascontiguousarray(frame[:, :, :3])
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must have shape (H, W, 3); got {frame.shape}")
-    return frame
+    return np.ascontiguousarray(frame)  # OpenCV needs it; free when it already is
 
 
 class PerceptionPipeline:

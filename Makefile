@@ -51,6 +51,7 @@ bench: venv models  ## print the benchmark figures recorded in docs/benchmarks.m
 	$(BIN)/python benchmarks/perception.py
 	$(BIN)/python benchmarks/edge_pipeline.py
 	$(BIN)/python benchmarks/collector_ingest.py
+	$(BIN)/python benchmarks/quantization.py
 
 install-system:  ## lay out files, user and systemd units on this host (root)
 	scripts/install.sh

@@ -52,8 +52,9 @@ def convert_graph(graph: TfliteGraph) -> onnx.ModelProto:
     for op in graph.ops:
         ctx = OpContext(graph, op, builder, constants, values, consumers=consumers)
         if op.kind in FOLDERS:
-            if not all(ctx.is_const(i) or graph.tensors[op.inputs[i]].sparsity is not None for i in range(1)):
-                raise ctx.error("only constant inputs can be folded; a run-time input is not supported")
+            source = graph.tensors[op.inputs[0]]
+            if not (ctx.is_const(0) or (source.sparsity is not None and source.data is not None)):
+                raise ctx.error(f"input {source.name!r} is computed at run time; only constant weights are supported")
             constants[op.outputs[0]] = FOLDERS[op.kind](ctx)
             continue
         converter = CONVERTERS.get(op.kind)

@@ -389,7 +389,24 @@ def resize_bilinear(ctx: OpContext) -> None:
 def depth_to_space(ctx: OpContext) -> None:
     block = ctx.options(tflite.DepthToSpaceOptions).BlockSize()
     # TensorFlow's depth_to_space splits the channel axis as (row, column, channel): ONNX mode DCR.
-    y = ctx.builder.node("DepthToSpace", [ctx.nchw(0)], ctx.hint(), blocksize=block, mode="DCR")
+    channels = ctx.out_tensor().shape[3]
+    b = ctx.builder
+    # As a channel gather into (channel, row, column) order and a grouped 2-D ConvTranspose with one-hot
+    # kernels: exact (one term per output), and ONNX Runtime runs it faster than its DepthToSpace.
+    cells = block * block
+    k = np.arange(cells * channels)
+    order = ((k % cells) * channels + k // cells).astype(np.int64)  # (row * block + column) * C + c
+    kernels = np.zeros((cells * channels, 1, block, block), dtype=np.float32)
+    kernels[k, 0, (k % cells) // block, k % block] = 1.0
+    gathered = b.node("Gather", [ctx.nchw(0), b.int64s(order, "d2s_order")], "d2s_gather", axis=1)
+    y = b.node(
+        "ConvTranspose",
+        [gathered, b.constant(kernels, "d2s_kernels")],
+        ctx.hint(),
+        kernel_shape=[block, block],
+        strides=[block, block],
+        group=channels,
+    )
     ctx.set_output(y, "nchw")
 
 

@@ -166,12 +166,14 @@ def _meta_dict(meta: Any) -> dict[str, Any]:
 
 def export_checkpoint(checkpoint: Path, out: Path, tolerance: float = 1e-4, samples: int = 16) -> ExportResult:
     """Load a training checkpoint, export it, and check it on held-out synthetic inputs of its task."""
-    from training.checkpoint import load_checkpoint
-    from training.data import load_task_data
-
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
+    try:
+        from training.checkpoint import load_checkpoint
+        from training.data import load_task_data
+    except ImportError as exc:
+        raise ExportError(f"exporting a checkpoint needs the training code (the `train` extra): {exc}") from exc
     try:
         model, meta = load_checkpoint(checkpoint)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

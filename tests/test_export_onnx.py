@@ -84,3 +84,10 @@ def test_sconet_mt_exports_with_dynamic_batch(tmp_path: Path) -> None:
     meta = _meta("gait", GAIT_LABELS, [None, 8, 64, 44]) | {"arch": "sconet_mt"}
     result = export_module(model, meta, tmp_path / "gait.onnx", sils)
     assert result.max_abs_diff <= 1e-4
+
+
+def test_export_command_names_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgescreen.cli import main
+
+    assert main(["export", "onnx", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "none.pt does not exist" in capsys.readouterr().out

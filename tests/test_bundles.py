@@ -256,3 +256,31 @@ def _write_tar(path: Path, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def test_bundle_of_converted_model_with_int8_variant_and_parity(
+    tmp_path: Path, keys: tuple[Path, Path], model_dir: Path
+) -> None:
+    from export.quantize import quantize_model
+    from export.verify import verify_models, write_report
+
+    private, public = keys
+    fp32 = model_dir / "face_detection_short_range.onnx"
+    int8 = tmp_path / "face_detection_short_range.int8.onnx"
+    quantize_model(fp32, int8, "photos:4")
+    report = verify_models(fp32, int8, "photos:3")
+    json_path, _ = write_report(report, tmp_path / "fd.parity")
+    out = tmp_path / "headpose.tar"
+    build_bundle("headpose", [fp32, int8], private, out, parity_reports=[json_path])
+    result = install_bundle(out, load_public_key(public), tmp_path / "store")
+    by_name = {m.name: m for m in result.manifest.models}
+    assert by_name["face_detection_short_range"].precision == "fp32"
+    variant = by_name["face_detection_short_range.int8"]
+    assert variant.precision == "int8" and variant.variant_of == "face_detection_short_range"
+    assert variant.metrics is not None and variant.metrics["passed"] == report.passed
+    assert (
+        variant.metrics["metrics"]["top_box_centre_error_fraction"] == report.metrics["top_box_centre_error_fraction"]
+    )
+    assert variant.inputs[0].shape == [1, 128, 128, 3]
+    session = ort.InferenceSession(str(result.model_path("face_detection_short_range.int8")))
+    assert len(session.run(None, {variant.inputs[0].name: np.zeros((1, 128, 128, 3), np.float32)})) == 2

@@ -25,6 +25,8 @@ class Notifier:
         self._socket: socket.socket | None = None
         if self._address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never let a slow reader of the socket stall the frame loop: a full queue drops the note.
+            self._socket.setblocking(False)
         self.watchdog_interval_s = _watchdog_interval(env)
         self._last_ping = 0.0
 
@@ -38,6 +40,9 @@ class Notifier:
             return False
         try:
             self._socket.sendto("\n".join(fields).encode("utf-8"), self._address)
+        except BlockingIOError:
+            log.debug("sd_notify queue full; dropped %s", fields[0])
+            return False
         except OSError as exc:
             log.warning("sd_notify to %r failed: %s", self._address, exc)
             return False

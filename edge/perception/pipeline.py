@@ -37,6 +37,7 @@ BackendFactory = Callable[[str], Backend]  # model name → loaded backend
 # FaceLandmarksFromPoseToRecropRoi: box of the pose's face points, eye line 5 → 2 rotated to 0°, ×3.
 HEAD_REGION_SCALE = 3.0
 _FACE_POINTS = slice(Landmark.NOSE, Landmark.MOUTH_RIGHT + 1)
+FACE_MIN_VISIBILITY = 0.5  # at least one of the pose's face points must be this visible to look for a face
 
 
 class SmoothingConfig(BaseModel):
@@ -279,6 +280,9 @@ class PerceptionPipeline:
     def _face(self, frame: npt.NDArray[np.uint8], track: _Track, person: Person, ms: dict[str, float]) -> None:
         assert self.face_detector is not None and self.face_landmarker is not None
         face: FaceLandmarks | None = None
+        if float(person.keypoints[_FACE_POINTS, 2].max()) < FACE_MIN_VISIBILITY:
+            track.face_roi = None  # seen from behind: no face to look for
+            return
         region = head_region(person.keypoints)
         if track.face_roi is not None and not _inside(region, (track.face_roi.cx, track.face_roi.cy)):
             track.face_roi = None  # the tracked face drifted off this person's head

@@ -1,10 +1,14 @@
 """Static INT8 quantisation in QDQ form (per-channel weights), checked to really be INT8.
 
-Two activation schemes:
+Two schemes:
 - `tensorrt` (default): signed INT8 activations with zero point 0 and symmetric per-channel weights,
-  the only form TensorRT's explicit quantization accepts; ONNX Runtime runs it too.
-- `cpu`: unsigned INT8 activations (asymmetric) and signed weights, the fastest form on x86/ARM CPUs
-  in ONNX Runtime.
+  the only form TensorRT's explicit quantization accepts, with Q/DQ placed on the inputs of the weighted
+  layers only (NVIDIA's recommended placement: TensorRT fuses the activation after a convolution and
+  picks the output precision itself). Quantising a convolution's output instead would use its range
+  before the ReLU6 that follows (e.g. −40…31 for 0…6 kept), which the symmetric scheme cannot fold away.
+- `cpu`: unsigned INT8 activations (asymmetric), signed 7-bit weights (`reduce_range`: x86 CPUs without
+  VNNI saturate the 16-bit sums of U8×S8 products with full 8-bit weights), Q/DQ on every quantisable op,
+  so that ONNX Runtime runs QLinear kernels end to end.
 """
 
 from __future__ import annotations
@@ -121,8 +125,12 @@ def quantize_model(
         raise QuantizationError(f"only {len(batches)} calibration sample(s) from {calibration!r}; need at least 2")
     log.info("calibrating %s on %d samples (%s, %s)", model_path.name, len(batches), method, calibration)
     extra: dict[str, object] = {"CalibTensorRangeSymmetric": False}
+    op_types: list[str] | None = None
     if target == "tensorrt":
-        extra.update({"ActivationSymmetric": True, "WeightSymmetric": True})
+        op_types = sorted(WEIGHT_OPS)
+        extra.update(
+            {"ActivationSymmetric": True, "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": op_types}
+        )
     if method == "percentile":
         extra["CalibPercentile"] = percentile
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +148,8 @@ def quantize_model(
                 ArrayReader(info.input_name, batches),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
+                reduce_range=target == "cpu",
+                op_types_to_quantize=op_types,
                 activation_type=QuantType.QInt8 if target == "tensorrt" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=METHODS[method],

@@ -332,7 +332,7 @@ def _detector_parity(
         top = int(np.argmax(r_scores))
         size = max(float(np.mean(np.abs(r_boxes[top, 2:4]))), 1.0)
         box_err.append(float(np.linalg.norm(r_boxes[top, :2] - c_boxes[top, :2]) / size))
-        rs, cs = 1 / (1 + np.exp(-r_scores)), 1 / (1 + np.exp(-c_scores))
+        rs, cs = (1 / (1 + np.exp(-np.clip(s, -60, 60))) for s in (r_scores, c_scores))
         score_diff.append(float(abs(rs[top] - cs[top])))
         best = np.argsort(-rs)[:10]
         agree.append(float(np.mean((rs[best] > 0.5) == (cs[best] > 0.5))))

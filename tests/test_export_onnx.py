@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from pathlib import Path
@@ -91,3 +92,26 @@ def test_export_command_names_a_missing_checkpoint(tmp_path: Path, capsys: pytes
 
     assert main(["export", "onnx", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.onnx")]) == 1
     assert "none.pt does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("module", "factory", "kwargs", "shape"),
+    [
+        ("training.models.efficientnet", "efficientnet_b5", {"num_classes": 2, "width": 0.25}, (3, 64, 64)),
+        ("training.models.keypoint_mlp", "keypoint_mlp", {"num_classes": 2}, (33, 3)),
+        ("training.models.head_shift", "head_shift_cnn", {"outputs": 2, "width": 0.25}, (3, 64, 64)),
+    ],
+)
+def test_every_training_architecture_exports(
+    tmp_path: Path, module: str, factory: str, kwargs: dict[str, object], shape: tuple[int, ...]
+) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not in this tree")
+    torch.manual_seed(0)
+    model = getattr(importlib.import_module(module), factory)(**kwargs)
+    x = np.random.default_rng(3).standard_normal((5, *shape)).astype(np.float32)
+    meta = {"task": "x", "arch": factory, "input_spec": {"name": "input", "shape": [None, *shape]}}
+    result = export_module(model, meta, tmp_path / f"{factory}.onnx", x)
+    assert result.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": x[:3]})[0].shape[0] == 3

@@ -318,23 +318,25 @@ def install_bundle(
     final = releases / release_id
     current_link = role_dir / "current"
     old_target = os.readlink(current_link) if current_link.is_symlink() else None
-    if final.exists():
-        if old_target == f"releases/{release_id}":
-            log.info("bundle %s is already the current %s release", bundle, manifest.role)
-            return InstalledBundle(manifest.role, final, manifest)
-        shutil.rmtree(final)
-    tmp = releases / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        _extract_checked(bundle, manifest, tmp)
-        hook("extracted")
-        _fsync_dir(releases)
-        hook("synced")
-        os.rename(tmp, final)
-        _fsync_dir(releases)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    reuse = final.is_dir() and _release_intact(final, manifest)
+    if reuse and old_target == f"releases/{release_id}":
+        log.info("bundle %s is already the current %s release", bundle, manifest.role)
+        return InstalledBundle(manifest.role, final, manifest)
+    if not reuse:
+        tmp = releases / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            _extract_checked(bundle, manifest, tmp)
+            hook("extracted")
+            _fsync_dir(releases)
+            hook("synced")
+            if final.exists():  # a damaged copy of this release: set it aside for the clean-up
+                os.rename(final, releases / f".tmp-damaged-{uuid.uuid4().hex}")
+            os.rename(tmp, final)
+            _fsync_dir(releases)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     hook("renamed")
     if old_target is not None:
         _swap_link(role_dir / "previous", old_target)
@@ -344,6 +346,14 @@ def install_bundle(
     _prune(role_dir)
     log.info("installed %s bundle %s (%d models) as %s", manifest.role, bundle.name, len(manifest.models), final)
     return InstalledBundle(manifest.role, final, manifest)
+
+
+def _release_intact(release: Path, manifest: BundleManifest) -> bool:
+    """An already extracted release (e.g. the previous one, installed again) with every hash right."""
+    try:
+        return all(sha256_file(release / m.file) == m.sha256 for m in manifest.models)
+    except OSError:
+        return False
 
 
 def _prune(role_dir: Path) -> None:

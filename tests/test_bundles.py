@@ -284,3 +284,21 @@ def test_bundle_of_converted_model_with_int8_variant_and_parity(
     assert variant.inputs[0].shape == [1, 128, 128, 3]
     session = ort.InferenceSession(str(result.model_path("face_detection_short_range.int8")))
     assert len(session.run(None, {variant.inputs[0].name: np.zeros((1, 128, 128, 3), np.float32)})) == 2
+
+
+def test_reinstalling_the_previous_bundle_reuses_it(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    private, public = keys
+    store = tmp_path / "store"
+    pub = load_public_key(public)
+    a, b = _bundle(tmp_path, private, 2.0, "a"), _bundle(tmp_path, private, 3.0, "b")
+    first = install_bundle(a, pub, store)
+    install_bundle(b, pub, store)
+    again = install_bundle(a, pub, store)  # `a` is `previous`: its release is reused, not rewritten
+    assert again.release == first.release
+    assert _run(installed("posture", store).model_path("posture_net")) == 2.0
+    assert _run(installed("posture", store, "previous").model_path("posture_net")) == 3.0
+    # a damaged copy of a release is replaced by a clean extraction
+    model = installed("posture", store, "previous").model_path("posture_net")
+    model.write_bytes(b"corrupt")
+    install_bundle(b, pub, store)
+    assert _run(installed("posture", store).model_path("posture_net")) == 3.0

@@ -153,6 +153,12 @@ def load_imagenet(model: nn.Module, path: str | Path, head_name: str = "fc") -> 
     skipped: list[str] = []
     to_load: dict[str, Tensor] = {}
     for key, value in own.items():
+        if key.endswith("weight_matrix"):  # S-ResNet additions: not in an ImageNet ResNet, start at zero
+            skipped.append(key)
+            continue
+        source_key = key.replace(".conv.weight", ".weight")  # S-ResNet wraps each block conv
+        if source_key in state:
+            state[key] = state[source_key]
         if key not in state:
             if key.startswith(head_name + ".") or key.endswith("num_batches_tracked"):
                 skipped.append(key)

@@ -108,8 +108,12 @@ def quantize_model(
     seed: int = 1,
     target: Target = "tensorrt",
     percentile: float = 99.999,
+    batches: list[np.ndarray] | None = None,
 ) -> QuantizeResult:
-    """Calibrate on `calibration` data of the model's task and write a static INT8 QDQ model to `out`."""
+    """Calibrate on `calibration` data of the model's task and write a static INT8 QDQ model to `out`.
+
+    `batches` (inputs prepared by the caller) replaces reading `calibration`, which then only names them.
+    """
     model_path, out = Path(model_path), Path(out)
     if method not in METHODS:
         raise QuantizationError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
@@ -118,9 +122,10 @@ def quantize_model(
         raise QuantizationError(
             f"{model_path} is already {info.metadata['edgescreen.precision']}; quantise the FP32 model"
         )
-    spec = parse_data(calibration)
-    count = samples if samples is not None else spec.count
-    batches = calibration_batches(info, spec, seed, count)
+    if batches is None:
+        spec = parse_data(calibration)
+        count = samples if samples is not None else spec.count
+        batches = calibration_batches(info, spec, seed, count)
     if len(batches) < 2:
         raise QuantizationError(f"only {len(batches)} calibration sample(s) from {calibration!r}; need at least 2")
     log.info("calibrating %s on %d samples (%s, %s)", model_path.name, len(batches), method, calibration)

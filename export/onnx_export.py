@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,19 +172,22 @@ def export_checkpoint(checkpoint: Path, out: Path, tolerance: float = 1e-4, samp
         raise ExportError(f"checkpoint {checkpoint} does not exist")
     try:
         from training.checkpoint import load_checkpoint
-        from training.data import load_task_data
     except ImportError as exc:
         raise ExportError(f"exporting a checkpoint needs the training code (the `train` extra): {exc}") from exc
     try:
         model, meta = load_checkpoint(checkpoint)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ExportError(f"cannot load checkpoint {checkpoint}: {exc}") from exc
+    except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise ExportError(f"cannot load checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from exc
     meta = _meta_dict(meta)
     task = meta.get("task")
     if not task:
         raise ExportError(f"checkpoint {checkpoint} names no task; cannot pick held-out inputs")
     try:
+        from training.data import load_task_data
+
         data = load_task_data(task, f"synthetic:{max(samples, 2)}", HELD_OUT_SEED)
+    except ImportError as exc:
+        raise ExportError(f"held-out {task} inputs need the training data loaders: {exc}") from exc
     except (ValueError, OSError) as exc:
         raise ExportError(f"cannot make held-out {task} inputs: {exc}") from exc
     held_out = np.asarray(data.inputs, dtype=np.float32)[: max(samples, 2)]

@@ -115,3 +115,52 @@ def test_every_training_architecture_exports(
     assert result.max_abs_diff <= 1e-4
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     assert session.run(None, {"input": x[:3]})[0].shape[0] == 3
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    from training.checkpoint import save_checkpoint
+    from training.models.registry import build_model
+
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 3, "width": 0.125}
+    model = build_model("sconet_mt", **kwargs)
+    spec = {"name": "silhouettes", "shape": [None, 30, 64, 44], "dtype": "float32", "layout": "NTHW"}
+    return save_checkpoint(
+        tmp_path / "gait.pt",
+        model=model,
+        task="gait",
+        arch="sconet_mt",
+        model_kwargs=kwargs,
+        label_map=GAIT_LABELS,
+        input_spec=spec,
+        normalisation=None,
+        data_sha256="ef" * 32,
+        metrics={},
+    )
+
+
+def test_export_command_refuses_a_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgescreen.cli import main
+
+    pytest.importorskip("training.checkpoint", reason="training checkpoints not in this tree")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["export", "onnx", str(bad), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "cannot load checkpoint" in capsys.readouterr().out and not (tmp_path / "m.onnx").exists()
+
+
+def test_export_command_from_a_real_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgescreen.cli import main
+
+    pytest.importorskip("training.checkpoint", reason="training checkpoints not in this tree")
+    pytest.importorskip("training.data", reason="training data loaders not in this tree")
+    from edge.backends.engine_cache import sha256_file
+
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "gait.onnx"
+    assert main(["export", "onnx", str(ckpt), "--out", str(out), "--samples", "4"]) == 0
+    assert "max abs difference vs PyTorch" in capsys.readouterr().out
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["source_checkpoint_sha256"] == sha256_file(ckpt)
+    assert meta["task"] == "gait" and json.loads(meta["label_map"]) == GAIT_LABELS
+    assert json.loads(meta["input_spec"])["layout"] == "NTHW"

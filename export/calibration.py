@@ -300,8 +300,7 @@ def task_samples(info: ModelInfo, spec: DataSpec, seed: int, count: int | None) 
         data = load_task_data(info.task, data_arg, seed)
     except (ValueError, OSError) as exc:
         raise CalibrationError(f"cannot load {info.task} data from {spec.raw!r}: {exc}") from exc
-    inputs = np.asarray(data.inputs, dtype=np.float32)
-    targets = np.asarray(data.targets) if getattr(data, "targets", None) is not None else None
+    inputs, targets = model_ready(data, info.input_shape)
     if count is not None:
         inputs = inputs[:count]
         targets = targets[:count] if targets is not None else None
@@ -311,6 +310,39 @@ def task_samples(info: ModelInfo, spec: DataSpec, seed: int, count: int | None) 
             f"{info.task} data has sample shape {list(inputs.shape[1:])}, {info.path} expects {expected}"
         )
     return TaskSamples(inputs, targets, getattr(data, "label_map", None) or info.label_map)
+
+
+def model_ready(data: Any, input_shape: list[int | None]) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any] | None]:
+    """Model inputs and targets from a TaskData, prepared exactly as training prepared them.
+
+    `training.models.inputs.prepare` resizes, crops and normalises; its image size ("full" or "small") is
+    the one whose output matches the model's input shape. Gait walks of different lengths are cut to the
+    shortest so that they form one batch.
+    """
+    try:
+        from training.models.inputs import prepare
+    except ImportError:
+        raw = np.asarray(data.inputs, dtype=np.float32)
+        return raw, (np.asarray(data.targets) if getattr(data, "targets", None) is not None else None)
+    tried = []
+    for width in ("full", "small"):
+        try:
+            prepared = prepare(data, width=width)
+        except ValueError as exc:
+            raise CalibrationError(f"{data.task} data cannot be prepared for the model: {exc}") from exc
+        x = prepared.x
+        if isinstance(x, list):
+            frames = min(len(walk) for walk in x)
+            array = np.stack([np.asarray(walk[:frames], dtype=np.float32) for walk in x])
+        else:
+            array = np.asarray(x, dtype=np.float32)
+        fits = len(array.shape) == len(input_shape) and all(
+            d is None or d == s for d, s in zip(input_shape[1:], array.shape[1:], strict=True)
+        )
+        if fits:
+            return array, np.asarray(prepared.y)
+        tried.append(list(array.shape[1:]))
+    raise CalibrationError(f"{data.task} data prepares to sample shapes {tried}; the model expects {input_shape}")
 
 
 class ArrayReader(CalibrationDataReader):

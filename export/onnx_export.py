@@ -64,6 +64,15 @@ def build_metadata(meta: dict[str, Any], checkpoint_sha256: str | None) -> dict[
     return {k: v for k, v in props.items() if v != ""}
 
 
+def _dynamic_dims(spec: dict[str, Any]) -> dict[int, str]:
+    """Batch, plus every dimension the input spec leaves open (-1/None: e.g. the frames of a gait walk)."""
+    dims = {0: "batch"}
+    for i, d in enumerate(spec.get("shape") or []):
+        if i > 0 and not (isinstance(d, int) and d > 0):
+            dims[i] = f"dim{i}"
+    return dims
+
+
 def _output_names(sample_out: Any) -> list[str]:
     if isinstance(sample_out, tuple | list):
         return [f"output_{i}" for i in range(len(sample_out))]
@@ -109,7 +118,7 @@ def export_module(
                     input_names=[input_name],
                     output_names=names,
                     opset_version=OPSET,
-                    dynamic_axes={input_name: {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                    dynamic_axes={input_name: _dynamic_dims(spec), **{n: {0: "batch"} for n in names}},
                     do_constant_folding=True,
                     dynamo=False,
                 )
@@ -190,5 +199,12 @@ def export_checkpoint(checkpoint: Path, out: Path, tolerance: float = 1e-4, samp
         raise ExportError(f"held-out {task} inputs need the training data loaders: {exc}") from exc
     except (ValueError, OSError) as exc:
         raise ExportError(f"cannot make held-out {task} inputs: {exc}") from exc
-    held_out = np.asarray(data.inputs, dtype=np.float32)[: max(samples, 2)]
+    from export.calibration import CalibrationError, model_ready
+
+    spec_shape = (meta.get("input_spec") or {}).get("shape") or []
+    shape: list[int | None] = [d if isinstance(d, int) and d > 0 else None for d in spec_shape]
+    try:
+        held_out = model_ready(data, shape)[0][: max(samples, 2)]
+    except CalibrationError as exc:
+        raise ExportError(f"held-out {task} inputs do not fit checkpoint {checkpoint}: {exc}") from exc
     return export_module(model, meta, out, held_out, checkpoint_sha256=sha256_file(checkpoint), tolerance=tolerance)

@@ -82,9 +82,15 @@ def test_sconet_mt_exports_with_dynamic_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = sconet_mt(width=0.125)
     sils = (np.random.default_rng(2).random((3, 8, 64, 44)) > 0.5).astype(np.float32)
-    meta = _meta("gait", GAIT_LABELS, [None, 8, 64, 44]) | {"arch": "sconet_mt"}
+    meta = _meta("gait", GAIT_LABELS, [-1, -1, 64, 44]) | {"arch": "sconet_mt"}
     result = export_module(model, meta, tmp_path / "gait.onnx", sils)
     assert result.max_abs_diff <= 1e-4
+    # walks of another length run too (the frame axis is dynamic, as the input spec says)
+    walk = (np.random.default_rng(4).random((2, 13, 64, 44)) > 0.5).astype(np.float32)
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(walk)).numpy()
+    np.testing.assert_allclose(session.run(None, {"image": walk})[0], ref, atol=1e-4)
 
 
 def test_export_command_names_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -87,28 +87,39 @@ def test_macro_auc_three_classes() -> None:
     assert macro_auc(targets, perfect[:, [1, 2, 0]]) < 0.5
 
 
-def test_trained_classifier_parity(tmp_path: Path) -> None:
+def test_trained_classifier_chain(tmp_path: Path) -> None:
+    """Checkpoint → ONNX → INT8 → parity for a model made by the training code on its own task data."""
     pytest.importorskip("training.data", reason="training data loaders not in this tree")
     import torch
-    from training.data import load_task_data
 
-    from export.onnx_export import export_module
-    from training.labels import LABEL_MAPS
-    from training.models.keypoint_mlp import keypoint_mlp
+    from export.onnx_export import export_checkpoint
+    from training.checkpoint import save_checkpoint
+    from training.data import load_task_data
+    from training.models.inputs import prepare
+    from training.models.registry import build_model
 
     torch.manual_seed(0)
-    data = load_task_data("posture-keypoints", "synthetic:40", 3)
-    inputs = np.asarray(data.inputs, np.float32)
-    model = keypoint_mlp(num_classes=2)
-    spec = {"name": "keypoints", "shape": [None, *inputs.shape[1:]], "dtype": "float32", "layout": None}
-    meta = {
-        "task": "posture-keypoints",
-        "arch": "keypoint_mlp",
-        "label_map": LABEL_MAPS["posture-keypoints"],
-        "input_spec": spec,
-    }
-    fp32 = export_module(model, meta, tmp_path / "kp.onnx", inputs[:8]).path
-    report = verify_models(fp32, fp32, "synthetic:40")
-    assert report.kind == "classifier" and report.passed
-    assert report.metrics["auc_fp32"] == report.metrics["auc_candidate"]
-    assert report.metrics["prediction_agreement"] == 1.0
+    prepared = prepare(load_task_data("posture-keypoints", "synthetic:40", 3))
+    model = build_model("keypoint_mlp", **prepared.model_kwargs)
+    ckpt = save_checkpoint(
+        tmp_path / "kp.pt",
+        model=model,
+        task="posture-keypoints",
+        arch="keypoint_mlp",
+        model_kwargs=prepared.model_kwargs,
+        label_map={"control": 0, "ch": 1},
+        input_spec=prepared.input_spec,
+        normalisation=prepared.normalisation,
+        data_sha256=prepared.data_sha256,
+        metrics={},
+    )
+    fp32 = export_checkpoint(ckpt, tmp_path / "kp.onnx", samples=8).path
+    same = verify_models(fp32, fp32, "synthetic:40")
+    assert same.kind == "classifier" and same.passed
+    assert same.metrics["auc_fp32"] == same.metrics["auc_candidate"] and same.metrics["prediction_agreement"] == 1.0
+    int8 = tmp_path / "kp.int8.onnx"
+    quantize_model(fp32, int8, "synthetic:40")
+    report = verify_models(fp32, int8, "synthetic:40", seed=11)
+    assert report.kind == "classifier" and report.samples >= 20
+    assert 0.0 <= report.metrics["auc_candidate"] <= 1.0
+    assert report.passed == all(c["ok"] for c in report.checks)

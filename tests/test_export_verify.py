@@ -89,12 +89,13 @@ def test_macro_auc_three_classes() -> None:
 
 def test_trained_classifier_chain(tmp_path: Path) -> None:
     """Checkpoint → ONNX → INT8 → parity for a model made by the training code on its own task data."""
-    pytest.importorskip("training.data", reason="training data loaders not in this tree")
+    load_task_data = pytest.importorskip(
+        "training.data", reason="training data loaders not in this tree"
+    ).load_task_data
     import torch
 
     from export.onnx_export import export_checkpoint
     from training.checkpoint import save_checkpoint
-    from training.data import load_task_data
     from training.models.inputs import prepare
     from training.models.registry import build_model
 

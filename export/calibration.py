@@ -293,8 +293,10 @@ def task_samples(info: ModelInfo, spec: DataSpec, seed: int, count: int | None) 
         )
     if spec.kind == "photos":
         raise CalibrationError(f"photos are for the perception models; {info.path} is a {info.task} model")
-    from training.data import load_task_data
-
+    try:
+        from training.data import load_task_data
+    except ImportError as exc:
+        raise CalibrationError(f"{info.task} data needs the training code (the `train` extra): {exc}") from exc
     data_arg = spec.raw if spec.kind == "path" else (f"synthetic:{spec.count}" if spec.count else "synthetic")
     try:
         data = load_task_data(info.task, data_arg, seed)

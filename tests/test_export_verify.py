@@ -124,3 +124,13 @@ def test_trained_classifier_chain(tmp_path: Path) -> None:
     assert report.kind == "classifier" and report.samples >= 20
     assert 0.0 <= report.metrics["auc_candidate"] <= 1.0
     assert report.passed == all(c["ok"] for c in report.checks)
+
+
+def test_fp16_candidate_is_at_parity(model_dir: Path, tmp_path: Path) -> None:
+    from export.fp16 import convert_fp16
+
+    fp16 = tmp_path / "face_landmark.fp16.onnx"
+    convert_fp16(model_dir / "face_landmark.onnx", fp16)
+    report = verify_models(model_dir / "face_landmark.onnx", fp16, "photos:6")
+    assert report.candidate["precision"] == "fp16" and report.passed
+    assert report.metrics["keypoint_error_px_mean"] < 0.5

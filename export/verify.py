@@ -179,8 +179,10 @@ def verify_models(
 
 def write_report(report: ParityReport, stem: Path) -> tuple[Path, Path]:
     stem = Path(stem)
+    if stem.suffix in (".json", ".md"):
+        stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    json_path, md_path = stem.parent / f"{stem.name}.json", stem.parent / f"{stem.name}.md"
     json_path.write_text(report.to_json())
     md_path.write_text(report.markdown())
     return json_path, md_path

@@ -49,6 +49,10 @@ def test_gate_fails_the_command_when_budget_is_exceeded(
     out = capsys.readouterr().out
     assert "parity budget exceeded" in out and "of face width" in out
     assert json.loads(stem.with_suffix(".json").read_text())["passed"] is False
+    # without --report the report lands beside the candidate, named after it
+    assert main(["export", "verify", ref, str(face_landmark_int8), "--data", "photos:4", "--budget-torso", "0.5"]) == 0
+    default = face_landmark_int8.parent / "face_landmark.int8.parity.json"
+    assert json.loads(default.read_text())["candidate"]["path"] == str(face_landmark_int8)
 
 
 def test_the_same_model_is_at_parity(model_dir: Path) -> None:

@@ -131,7 +131,7 @@ def _verify(args: argparse.Namespace) -> int:
     except (VerifyError, CalibrationError) as exc:
         print(f"error: {exc}")
         return 1
-    stem = args.report or args.candidate.with_suffix(".parity")
+    stem = args.report or args.candidate.parent / f"{args.candidate.name.removesuffix('.onnx')}.parity"
     json_path, md_path = write_report(report, stem)
     print(report.markdown())
     print(f"report: {json_path} {md_path}")

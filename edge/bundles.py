@@ -225,6 +225,13 @@ def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleManifest:
         extra = present - listed - {MANIFEST_NAME, SIGNATURE_NAME}
         if extra:
             raise BundleError(f"bundle {bundle}: files not in the signed manifest: {sorted(extra)}; refused")
+        sizes = {info.name: info.size for info in members if info.isfile()}
+        for model in manifest.models:
+            if sizes[model.file] != model.size:
+                raise BundleError(
+                    f"bundle {bundle}: {model.file} is {sizes[model.file]} bytes, the signed manifest says "
+                    f"{model.size}; the bundle was tampered with or damaged; refused"
+                )
     return manifest
 
 

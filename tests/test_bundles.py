@@ -302,3 +302,15 @@ def test_reinstalling_the_previous_bundle_reuses_it(tmp_path: Path, keys: tuple[
     model.write_bytes(b"corrupt")
     install_bundle(b, pub, store)
     assert _run(installed("posture", store).model_path("posture_net")) == 3.0
+
+
+def test_model_of_another_size_is_refused_before_extraction(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    private, public = keys
+    members = _members(_bundle(tmp_path, private, 2.0, "a"))
+    grown = _write_tar(
+        tmp_path / "grown.tar", {**members, "models/posture_net.onnx": members["models/posture_net.onnx"] + b"\0" * 64}
+    )
+    store = tmp_path / "store"
+    with pytest.raises(BundleError, match="bytes, the signed manifest says"):
+        install_bundle(grown, load_public_key(public), store)
+    assert not (store / "posture").exists()

@@ -10,3 +10,6 @@ if TYPE_CHECKING:
 
 def register(groups: Groups) -> None:
     """Add this part's commands."""
+    from collector.cli_commands import add_commands
+
+    add_commands(groups.group("collector", "central collector: store scores once, raise alerts, serve the dashboard"))

@@ -1,0 +1,85 @@
+"""`edgescreen collector run` and `edgescreen collector user add` (heavy imports stay inside handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+from pathlib import Path
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="subscribe, store, alert and serve the dashboard")
+    run.add_argument("--broker", required=True, help="mqtt://host[:port] or mqtts://host[:port]")
+    run.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path (default) or postgresql://…")
+    run.add_argument("--rules", type=Path, help="alert rules YAML (see firmware_config/alert-rules.example.yaml)")
+    run.add_argument("--http", metavar="HOST:PORT", help="serve the dashboard here (e.g. 127.0.0.1:8080)")
+    run.add_argument("--share", metavar="GROUP", help="shared subscription group, to split load between collectors")
+    run.add_argument("--client-id", help="MQTT client id; keep it stable so the broker keeps the session")
+    run.add_argument("--batch", type=int, default=2000, help="most messages stored per transaction")
+    run.add_argument("--secret-file", type=Path, help="file with the key that signs dashboard sessions")
+    run.add_argument(
+        "--insecure-cookies", action="store_true", help="session cookie without Secure (plain-HTTP test set-ups only)"
+    )
+    run.add_argument("--k", type=int, default=11, help="smallest group size shown in CSV exports (default 11)")
+    run.set_defaults(func=_run)
+
+    user = sub.add_parser("user", help="dashboard users")
+    user_sub = user.add_subparsers(metavar="COMMAND")
+    add = user_sub.add_parser("add", help="create a user (or reset the password and sites of an existing one)")
+    add.add_argument("username")
+    add.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path or postgresql://…")
+    add.add_argument("--site", action="append", required=True, help="site the user may see (repeat for more)")
+    add.add_argument("--password-file", type=Path, help="read the password from this file instead of a prompt")
+    add.set_defaults(func=_user_add)
+    user.set_defaults(func=lambda _a: _usage(user))
+
+
+def _default_client_id(share: str | None) -> str:
+    return f"edgescreen-collector-{socket.gethostname()}" + (f"-{share}" if share else "")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from collector.service import CollectorService, ServiceSettings
+
+    settings = ServiceSettings(
+        broker_url=args.broker,
+        db_url=args.db,
+        rules_path=args.rules,
+        http=args.http,
+        share_group=args.share,
+        client_id=args.client_id or _default_client_id(args.share),
+        batch_max=args.batch,
+        secret_file=args.secret_file,
+        secure_cookies=not args.insecure_cookies,
+        k_anonymity=args.k,
+    )
+    return CollectorService(settings).run_forever()
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from collector.storage import open_database
+    from collector.users import UserError, add_user
+
+    if args.password_file:
+        password = args.password_file.read_text().strip()
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+        if password != getpass.getpass("again: "):
+            print("passwords differ")
+            return 1
+    db = open_database(args.db)
+    try:
+        add_user(db, args.username, password, args.site)
+    except UserError as exc:
+        print(f"error: {exc}")
+        return 1
+    finally:
+        db.dispose()
+    print(f"user {args.username} can see: {', '.join(sorted(set(args.site)))}")
+    return 0
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

@@ -1,0 +1,165 @@
+"""Tables of the collector database. Times are naive UTC in every dialect (SQLite keeps no zone)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime, nullable=False),
+)
+
+# Every valid device message, stored once (message_id is the idempotency key).
+scores = Table(
+    "scores",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("site", String(63), nullable=False),
+    Column("device_id", String(63), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("window_start", DateTime, nullable=False),
+    Column("window_end", DateTime, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("label", String(32), nullable=True),  # gait: predicted class
+    Column("outcome", String(32), nullable=True),  # gait: walk-through outcome
+    Column("payload", Text, nullable=False),  # the validated JSON exactly as received
+)
+Index("ix_scores_device_time", scores.c.site, scores.c.device_id, scores.c.window_end)
+Index("ix_scores_site_kind_time", scores.c.site, scores.c.kind, scores.c.window_end)
+
+# Numbers flattened out of each message (e.g. forward_head.mean), for trend plots and aggregates.
+metric_values = Table(
+    "metric_values",
+    metadata,
+    Column("message_id", String(36), nullable=False),
+    Column("site", String(63), nullable=False),
+    Column("device_id", String(63), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("name", String(112), nullable=False),
+    Column("value", Float, nullable=False),
+)
+Index(
+    "ix_metric_values_series",
+    metric_values.c.site,
+    metric_values.c.device_id,
+    metric_values.c.name,
+    metric_values.c.at,
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("site", String(63), primary_key=True),
+    Column("device_id", String(63), primary_key=True),
+    Column("role", String(16), nullable=True),
+    Column("state", String(16), nullable=False, server_default="unknown"),
+    Column("state_at", DateTime, nullable=True),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("last_heartbeat", DateTime, nullable=True),
+    Column("fps", Float, nullable=True),  # the slowest stage
+    Column("fps_stages", Text, nullable=True),  # JSON object stage -> fps
+    Column("outbox_depth", BigInteger, nullable=True),
+    Column("outbox_dropped", BigInteger, nullable=True),
+    Column("frames_dropped", BigInteger, nullable=True),
+    Column("camera_state", String(16), nullable=True),
+    Column("backend", String(32), nullable=True),
+    Column("models", Text, nullable=True),  # JSON list of {name, sha256}
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("received_at", DateTime, nullable=False),
+    Column("topic", String(256), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", String(500), nullable=False),
+    Column("payload_size", Integer, nullable=False),
+    Column("payload", Text, nullable=False),  # truncated, undecodable bytes replaced
+)
+
+reject_counts = Table(
+    "reject_counts",
+    metadata,
+    Column("reason", String(32), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("last_at", DateTime, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(36), primary_key=True),
+    Column("site", String(63), nullable=False),
+    Column("device_id", String(63), nullable=True),
+    Column("rule", String(48), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("summary", String(500), nullable=False),
+    Column("dedup_key", String(200), nullable=False),
+    Column("opened_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("acknowledged_at", DateTime, nullable=True),
+    Column("acknowledged_by", String(64), nullable=True),
+    Column("resolved_at", DateTime, nullable=True),
+    Column("resolved_by", String(64), nullable=True),
+)
+# At most one unresolved alert per incident, even with several collectors raising it at once.
+Index(
+    "ux_alerts_open_dedup",
+    alerts.c.dedup_key,
+    unique=True,
+    sqlite_where=text("state != 'resolved'"),
+    postgresql_where=text("state != 'resolved'"),
+)
+Index("ix_alerts_site_state", alerts.c.site, alerts.c.state, alerts.c.opened_at)
+
+# Per rule and subject (device, day, ...): hysteresis state, accumulated time, cool-down clock.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule", String(48), primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("active", Boolean, nullable=False),
+    Column("period", String(32), nullable=False),
+    Column("accumulated_s", Float, nullable=False),
+    Column("last_at", DateTime, nullable=True),
+    Column("last_value", Float, nullable=True),
+    Column("last_fired_at", DateTime, nullable=True),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+user_sites = Table(
+    "user_sites",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("site", String(63), primary_key=True),
+)

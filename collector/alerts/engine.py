@@ -261,7 +261,8 @@ class AlertEngine:
             conn.execute(
                 update(t)
                 .where(t.c.alert_id == row["alert_id"])
-                .values(state="resolved", resolved_at=now, resolved_by="rule", updated_at=now)
+                # Resolution time on the messages' clock, so that the cool-down compares like with like.
+                .values(state="resolved", resolved_at=at, resolved_by="rule", updated_at=now)
             )
             alert = Alert(
                 alert_id=uuid.UUID(row["alert_id"]),

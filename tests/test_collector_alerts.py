@@ -1,0 +1,226 @@
+"""Alert rules: duration, hysteresis, cool-down, de-duplication, device health, and real delivery."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
+
+from collector.alerts.engine import AlertEngine
+from collector.alerts.rules import RulesError, parse_rules
+from collector.service import CollectorService, ServiceSettings
+from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
+from collector.storage import Database, open_database, schema
+from collector.storage.writes import Accepted, write_batch
+from collector.timeutil import utcnow_naive
+from edge.wire import Alert, BaseModel, encode, topic_for
+from tests.support.broker import MosquittoBroker
+from tests.support.http_sink import HttpSink
+from tests.support.smtp_server import SmtpServer
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def feed(db: Database, engine: AlertEngine, *messages: BaseModel) -> None:
+    """Store messages as ingest does and hand the new ones to the engine."""
+    accepted = [Accepted(m, encode(m).decode(), utcnow_naive()) for m in messages]  # type: ignore[arg-type]
+    with db.engine.begin() as conn:
+        new = write_batch(conn, db, accepted, [], 100)
+    engine.on_messages(new)
+
+
+def alerts(db: Database) -> list[dict[str, object]]:
+    with db.reader.connect() as conn:
+        rows = conn.execute(select(schema.alerts).order_by(schema.alerts.c.opened_at)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def make(tmp_path: Path, yaml_text: str) -> tuple[Database, AlertEngine]:
+    db = open_database(f"sqlite:///{tmp_path}/c.db")
+    return db, AlertEngine(db, parse_rules(yaml_text))
+
+
+FORWARD_HEAD = """
+notify: {mqtt: false}
+rules:
+  - name: forward_head_sustained
+    type: threshold
+    kind: posture
+    metric: forward_head.band.severe
+    above: 0.5
+    clear_below: 0.3
+    min_duration_minutes: 30
+    period: day
+    cooldown_minutes: 120
+    dedup: "{rule}:{site}:{device}:{day}"
+"""
+
+
+def test_threshold_needs_duration_keeps_state_through_hysteresis_and_alerts_once(tmp_path: Path) -> None:
+    db, engine = make(tmp_path, FORWARD_HEAD)
+    severe = [0.6, 0.6, 0.4, 0.7, 0.6]  # 10-minute windows; 0.4 is inside the hysteresis band: still active
+    for i, value in enumerate(severe[:2]):
+        feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), severe=value, minutes=10))
+    assert alerts(db) == [], "20 minutes is below the 30-minute minimum"
+    for i, value in enumerate(severe[2:], start=2):
+        feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), severe=value, minutes=10))
+    found = alerts(db)
+    assert len(found) == 1, "one alert per incident, not one per window"
+    assert found[0]["state"] == "open" and found[0]["dedup_key"] == "forward_head_sustained:office:desk-1:2026-03-02"
+    # Below clear_below: the incident ends and the alert resolves.
+    feed(db, engine, posture("office", "desk-1", 9, T0 + timedelta(minutes=60), severe=0.2, minutes=10))
+    assert [a["state"] for a in alerts(db)] == ["resolved"]
+    # Back above within the cool-down (same day, time still accumulated): no new alert.
+    feed(db, engine, posture("office", "desk-1", 10, T0 + timedelta(minutes=70), severe=0.9, minutes=10))
+    assert len(alerts(db)) == 1
+    # After the cool-down a new incident opens a new alert.
+    feed(db, engine, posture("office", "desk-1", 11, T0 + timedelta(minutes=200), severe=0.9, minutes=10))
+    assert [a["state"] for a in alerts(db)] == ["resolved", "open"]
+    # Another device is its own incident.
+    feed(db, engine, posture("office", "desk-2", 0, T0 + timedelta(minutes=40), severe=0.9, minutes=40))
+    assert len(alerts(db)) == 3
+    db.dispose()
+
+
+def test_continuous_threshold_resets_when_the_condition_clears(tmp_path: Path) -> None:
+    db, engine = make(
+        tmp_path,
+        """
+rules:
+  - {name: head_rotation_severe, type: threshold, kind: headpose, metric: severity.rotation,
+     above: 2.5, clear_below: 1.5, min_duration_minutes: 3, period: continuous, severity: critical}
+""",
+    )
+    for i, rotation in enumerate([3, 3, 1, 3, 2]):  # 1-minute windows: 2 min, cleared, then 2 min (2 is in the band)
+        feed(db, engine, headpose("clinic", "station-1", i, T0 + timedelta(minutes=i + 1), rotation=rotation))
+    assert alerts(db) == []
+    feed(db, engine, headpose("clinic", "station-1", 5, T0 + timedelta(minutes=6), rotation=4))
+    found = alerts(db)
+    assert len(found) == 1 and found[0]["severity"] == "critical" and found[0]["rule"] == "head_rotation_severe"
+    db.dispose()
+
+
+def test_screening_rule_fires_per_positive_screening_above_probability(tmp_path: Path) -> None:
+    db, engine = make(
+        tmp_path, "rules: [{name: gait_positive, type: screening, predicted: positive, min_probability: 0.7}]"
+    )
+    positive = gait("school", "booth-1", 1, T0, predicted="positive", p=0.9)
+    feed(db, engine, positive, gait("school", "booth-1", 2, T0, predicted="positive", p=0.6))
+    feed(db, engine, gait("school", "booth-1", 3, T0, predicted="negative", p=0.95))
+    feed(db, engine, positive)  # a replay is not new, so it raises nothing
+    found = alerts(db)
+    assert len(found) == 1 and "p=0.90" in str(found[0]["summary"])
+    db.dispose()
+
+
+def test_device_health_rules(tmp_path: Path) -> None:
+    db, engine = make(
+        tmp_path,
+        """
+rules:
+  - {name: device_offline, type: device_offline, minutes: 10}
+  - {name: outbox_growing, type: outbox_growing, depth_above: 100}
+  - {name: fps_low, type: fps_below, target: 15, min_duration_minutes: 2}
+  - {name: scores_dropped, type: dropped_scores}
+""",
+    )
+    now = datetime.now(UTC)
+    feed(
+        db,
+        engine,
+        status("s", "cam-1", 0, now, state="online"),
+        heartbeat("s", "cam-1", 1, now, fps=10, outbox_depth=150),
+    )
+    feed(db, engine, heartbeat("s", "cam-1", 2, now + timedelta(minutes=1), fps=9, outbox_depth=120))
+    assert alerts(db) == [], "fps low for 1 of 2 minutes; outbox above 100 but shrinking"
+    feed(db, engine, heartbeat("s", "cam-1", 3, now + timedelta(minutes=3), fps=9, outbox_depth=300, outbox_dropped=4))
+    assert sorted(str(a["rule"]) for a in alerts(db)) == ["fps_low", "outbox_growing", "scores_dropped"]
+    # Device offline: nothing while it was seen recently, one alert once silent for > 10 minutes.
+    engine.tick(utcnow_naive() + timedelta(minutes=5))
+    assert len(alerts(db)) == 3
+    engine.tick(utcnow_naive() + timedelta(minutes=15))
+    engine.tick(utcnow_naive() + timedelta(minutes=16))
+    offline = [a for a in alerts(db) if a["rule"] == "device_offline"]
+    assert len(offline) == 1 and offline[0]["state"] == "open"
+    # It comes back: the offline alert resolves.
+    feed(db, engine, status("s", "cam-1", 4, datetime.now(UTC), state="online"))
+    engine.tick(utcnow_naive())
+    assert [a["state"] for a in alerts(db) if a["rule"] == "device_offline"] == ["resolved"]
+    db.dispose()
+
+
+def test_rules_file_errors_name_the_key_and_suggest() -> None:
+    with pytest.raises(RulesError, match=r"rules\.0\.threshold.*unknown key 'minimum_duration'|did you mean"):
+        parse_rules("rules: [{name: x, type: threshold, kind: posture, metric: m, above: 1, minimum_duration: 3}]")
+    with pytest.raises(RulesError, match="did you mean 'min_duration_minutes'"):
+        parse_rules("rules: [{name: x, type: threshold, kind: posture, metric: m, above: 1, min_duration_minute: 3}]")
+    with pytest.raises(RulesError, match="clear_below"):
+        parse_rules("rules: [{name: x, type: threshold, kind: posture, metric: m, above: 1, clear_below: 2}]")
+    example = Path(__file__).resolve().parents[1] / "firmware_config" / "alert-rules.example.yaml"
+    rules = parse_rules(example.read_text())
+    assert {"gait_positive", "head_rotation_severe", "forward_head_sustained"} <= {r.name for r in rules.rules}
+
+
+def test_alert_delivered_on_mqtt_webhook_and_smtp(tmp_path: Path, broker: MosquittoBroker) -> None:
+    key = tmp_path / "webhook.key"
+    key.write_text("s3cret-key\n")
+    received: list[bytes] = []
+    got = threading.Event()
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="staff", protocol=mqtt.MQTTv5)
+
+    def on_alert(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        received.append(bytes(m.payload))
+        got.set()
+
+    listener.on_message = on_alert
+    listener.connect(broker.host, broker.port)
+    listener.subscribe("edgescreen/v1/+/alerts", qos=1)
+    listener.loop_start()
+    with HttpSink() as sink, SmtpServer() as smtp:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            f"""
+notify:
+  webhook: {{url: "{sink.url}", secret_file: "{key}"}}
+  smtp: {{host: 127.0.0.1, port: {smtp.port}, sender: edgescreen@localhost, recipients: [staff@localhost]}}
+rules:
+  - {{name: gait_positive, type: screening, predicted: positive, min_probability: 0.7, severity: critical}}
+"""
+        )
+        service = CollectorService(
+            ServiceSettings(
+                broker_url=broker.url, db_url=f"sqlite:///{tmp_path}/c.db", client_id="c1", rules_path=rules
+            )
+        )
+        service.start()
+        try:
+            assert service.ingestor.wait_connected()
+            time.sleep(0.3)
+            msg = gait("school", "booth-7", 1, datetime.now(UTC), predicted="positive", p=0.88)
+            pub = Publisher(broker.url, "booth-7")
+            pub.publish_all([(topic_for("school", "booth-7", "gait"), encode(msg))] * 3)  # duplicates too
+            pub.close()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (sink.requests and smtp.messages and got.is_set()):
+                time.sleep(0.05)
+        finally:
+            service.stop()
+            listener.loop_stop()
+        assert len(sink.requests) == 1 and len(smtp.messages) == 1 and len(received) == 1
+        _path, headers, body = sink.requests[0]
+        expected = "sha256=" + hmac.new(b"s3cret-key", body, hashlib.sha256).hexdigest()
+        assert headers["x-edgescreen-signature"] == expected
+        alert = Alert.model_validate_json(received[0])
+        assert alert.site == "school" and alert.device_id == "booth-7" and alert.severity == "critical"
+        assert json.loads(body)["alert_id"] == str(alert.alert_id)
+        _sender, to, mail = smtp.messages[0]
+        assert to == ["staff@localhost"] and "gait_positive" in str(mail["Subject"])

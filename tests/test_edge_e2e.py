@@ -1,0 +1,136 @@
+"""End to end: a video file → `edgescreen edge run` (a child process) → a real broker → a subscriber.
+
+The clips are a real photo (skimage's astronaut, `edgescreen.clips`) turned by a known angle. Turning the
+whole picture turns the head by the same angle, so the head tilt the device reports for a clip turned by
+TILT must exceed the one for a level clip by TILT (within 3°), whatever the photo's own head tilt is.
+The runs must write no image or array file anywhere, and the outbox must hold only JSON score payloads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from edge.outbox import Outbox
+from edge.wire import PostureWindow, decode
+from edgescreen.clips import make_posture_clip
+from tests.support.broker import MosquittoBroker, free_port
+from tests.test_delivery import Subscriber
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE, DEVICE = "e2e-site", "e2e-desk"
+TILT_DEG = 12.0
+FPS = 10
+SECONDS = 3.0
+WINDOW_S = 1.0
+TILT_METRIC = "head_tilt_deg"
+IMAGE_OR_ARRAY = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".npy", ".npz",
+                  ".mp4", ".avi", ".mkv", ".mjpeg", ".raw", ".pkl", ".pickle", ".pt", ".h5", ".json"}  # fmt: skip
+
+
+def _profile(tmp: Path, name: str, url: str, outbox_dir: Path) -> Path:
+    data = {
+        "device": {"site": SITE, "device_id": DEVICE},
+        "role": "posture",
+        "camera": {"source": "unused", "width": 640, "height": 480},
+        "perception": {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 1}},
+        "broker": {"url": url, "keepalive_s": 5, "reconnect_min_s": 1, "reconnect_max_s": 2},
+        "outbox": {"path": str(outbox_dir / f"{name}-outbox.sqlite"), "drain_on_stop_s": 5},
+        "heartbeat_s": 1,
+        "posture": {"window_s": WINDOW_S},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _snapshot(recursive: list[Path], shallow: list[Path]) -> set[Path]:
+    """Files under `recursive` folders and directly in `shallow` ones (the shared /tmp: other jobs write there)."""
+    found: set[Path] = set()
+    for folder in recursive:
+        for root, _dirs, files in os.walk(folder):
+            found.update(Path(root) / f for f in files)
+    for folder in shallow:
+        found.update(p for p in folder.iterdir() if p.is_file())
+    return found
+
+
+def _edge_run(
+    profile: Path, clip: Path, workdir: Path, tmpdir: Path, model_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "1", "EDGESCREEN_MODEL_DIR": str(model_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip)],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def _tilts(windows: list[PostureWindow]) -> list[float]:
+    return [w.metrics[TILT_METRIC].p50 for w in windows if w.metrics[TILT_METRIC].p50 is not None]  # type: ignore[misc]
+
+
+def test_video_to_broker_window_messages_match_the_input(
+    tmp_path: Path, broker: MosquittoBroker, model_dir: Path
+) -> None:
+    inputs, work, tmpdir = tmp_path / "inputs", tmp_path / "work", tmp_path / "tmpdir"
+    for folder in (inputs, work, tmpdir):
+        folder.mkdir()
+    level, turned = inputs / "level.avi", inputs / "turned.avi"
+    make_posture_clip(level, seconds=SECONDS, fps=FPS, tilt_deg=0.0, sway_px=0.0)
+    make_posture_clip(turned, seconds=SECONDS, fps=FPS, tilt_deg=TILT_DEG, sway_px=0.0)
+    sub = Subscriber(broker)
+    watched = ([work, tmpdir, model_dir], [ROOT, Path.home(), Path(tempfile.gettempdir())])
+    before = _snapshot(*watched)
+
+    # 1. the turned clip with the broker up: windows arrive at the subscriber
+    run = _edge_run(_profile(inputs, "turned", broker.url, work), turned, work, tmpdir, model_dir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sub.wait_for(lambda: len(sub.scores()) >= 2, 10), run.stderr[-3000:]
+    sub.close()
+    received = sub.scores()
+    with sub.lock:
+        kinds = {m.kind for m, _ in sub.messages}
+    assert {"status", "posture"} <= kinds
+
+    # 2. the level clip with no broker listening: windows wait in the outbox, as JSON score payloads only
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    profile = _profile(inputs, "level", dead, work)
+    run = _edge_run(profile, level, work, tmpdir, model_dir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with Outbox(work / "level-outbox.sqlite") as box:
+        queued = box.pending()
+    assert len(queued) >= 2
+    stored: list[PostureWindow] = []
+    for row in queued:
+        message = decode(row.payload, row.topic)  # valid JSON of the wire schema, matching its topic
+        assert isinstance(message, PostureWindow)
+        stored.append(message)
+
+    # every window: the schema's numbers only, one person, most frames measured
+    for window in [*received, *stored]:
+        assert (window.site, window.device_id) == (SITE, DEVICE)
+        assert window.frames > 0 and window.presence_s > 0
+        assert window.metrics[TILT_METRIC].valid_frames >= window.frames // 2
+
+    turned_tilt = float(np.median(_tilts(received)))
+    level_tilt = float(np.median(_tilts(stored)))
+    print(f"head tilt p50 median: level {level_tilt:.1f} deg, turned by {TILT_DEG:g}: {turned_tilt:.1f} deg")
+    # The clip turns the picture so that the subject's left ear drops by TILT: head tilt grows by TILT.
+    assert abs((turned_tilt - level_tilt) - TILT_DEG) <= 3.0, (turned_tilt, level_tilt)
+
+    # nothing image- or array-like was written anywhere the runs could write
+    new = _snapshot(*watched) - before
+    assert not {p for p in new if p.suffix.lower() in IMAGE_OR_ARRAY}, sorted(new)
+    allowed = {work / f"{n}-outbox.sqlite{s}" for n in ("turned", "level") for s in ("", "-wal", "-shm")}
+    # ONNX Runtime leaves its telemetry session id (a timestamp and a UUID, one short text line) in $TMPDIR.
+    session_id = tmpdir / ".ses"
+    if session_id in new:
+        assert session_id.stat().st_size < 100 and session_id.read_text().isascii()
+        allowed.add(session_id)
+    assert {p for p in new if p.is_relative_to(work) or p.is_relative_to(tmpdir)} <= allowed

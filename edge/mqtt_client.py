@@ -134,6 +134,7 @@ class MqttPublisher:
         self._refused: set[int] = set()
         self._cursor = 0  # highest outbox id handed to paho
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -152,6 +153,7 @@ class MqttPublisher:
     def stop(self, drain_s: float = 5.0) -> bool:
         """Send what is queued for up to `drain_s`, mark the device offline, disconnect. True if all was sent."""
         drained = self.wait_drained(drain_s)
+        self._stopping = True
         if self._connected.is_set():
             info = self._client.publish(self.status_topic, encode(self._status("offline")), qos=1, retain=True)
             try:
@@ -216,7 +218,9 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if self._connected.is_set():
+        if self._stopping:
+            log.info("disconnected from %s", self.broker.url)
+        elif self._connected.is_set():
             self.stats.disconnects += 1
             log.warning("disconnected from %s: %s; reconnecting with backoff", self.broker.url, reason_code)
         self._connected.clear()

@@ -166,11 +166,12 @@ def demo_profile(clip: Path, broker_url: str, outbox: Path, window_s: float) -> 
     return {
         "device": {"site": SITE, "device_id": DEVICE},
         "role": "posture",
-        "camera": {"source": str(clip), "width": 640, "height": 480},
+        # paced at the clip's own frame rate, like a live camera
+        "camera": {"source": str(clip), "width": 640, "height": 480, "realtime": True},
         "perception": {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 2}},
         "broker": {"url": broker_url, "keepalive_s": 10},
         "outbox": {"path": str(outbox), "drain_on_stop_s": 10},
-        "heartbeat_s": 5,
+        "heartbeat_s": 5.0,
         "posture": {"window_s": window_s},
     }
 

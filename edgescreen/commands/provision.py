@@ -1,10 +1,98 @@
+"""`edgescreen provision ca | device | collector | broker | revoke`: the site PKI and the broker ACL."""
+
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
+PKI_ENV = "EDGESCREEN_PKI_DIR"
+
+
+def _pki_dir(args: argparse.Namespace) -> Path:
+    if args.pki:
+        return Path(args.pki)
+    return Path(os.environ.get(PKI_ENV, "/etc/edgescreen/pki"))
+
 
 def register(groups: Groups) -> None:
-    pass
+    sub = groups.group("provision", "issue and revoke the certificates of a site (run on the admin host)")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--pki", help=f"PKI folder (default ${PKI_ENV} or /etc/edgescreen/pki)")
+        p.add_argument("--site", required=True, help="site id (a-z, 0-9, _ and -)")
+        return p
+
+    p = add("ca", "create a site CA, its CRL and the site's HMAC secret for subject codes")
+    p.add_argument("--days", type=int, default=3650, help="CA validity in days")
+    p.set_defaults(func=_ca)
+
+    for kind, help_text in (
+        ("device", "issue a device certificate, write its credentials bundle and its ACL entry"),
+        ("collector", "issue a collector certificate (reads all scores, writes alerts)"),
+        ("broker", "issue the broker's server certificate"),
+    ):
+        p = add(kind, help_text)
+        p.add_argument("name", metavar=kind.upper(), help=f"{kind} id")
+        p.add_argument("--days", type=int, default=825, help="certificate validity in days")
+        p.add_argument("--bundle", help="also write the credentials bundle as this .tar.gz")
+        if kind == "broker":
+            p.add_argument("--host", action="append", default=[], help="DNS name or IP of the broker (repeat)")
+        p.set_defaults(func=_issue, kind=kind)
+
+    p = add("revoke", "revoke a certificate: add it to the CRL the broker reads and drop its ACL entry")
+    p.add_argument("name", help="device id (or collector/broker name with --kind)")
+    p.add_argument("--kind", choices=("device", "collector", "broker"), default="device")
+    p.set_defaults(func=_revoke)
+
+
+def _ca(args: argparse.Namespace) -> int:
+    from edgescreen.provision import ProvisionError, SitePKI, write_acl
+
+    root = _pki_dir(args)
+    try:
+        cert = SitePKI(root, args.site).create_ca(days=args.days)
+        write_acl(root)
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"site CA: {cert}")
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    from edgescreen.provision import ProvisionError, SitePKI, write_acl
+
+    root = _pki_dir(args)
+    try:
+        pki = SitePKI(root, args.site)
+        issued = pki.issue(args.kind, args.name, days=args.days, hosts=tuple(getattr(args, "host", []) or ()))
+        acl = write_acl(root)
+        if args.bundle:
+            pki.pack(issued, Path(args.bundle))
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{issued.kind} {issued.identity}: credentials in {issued.bundle_dir}; ACL updated: {acl}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from edgescreen.provision import ProvisionError, SitePKI, write_acl
+
+    root = _pki_dir(args)
+    try:
+        pki = SitePKI(root, args.site)
+        serial = pki.revoke(args.kind, args.name)
+        write_acl(root)
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"revoked serial {serial:x}; CRL: {pki.dir / 'crl.pem'} (reload the broker: systemctl reload mosquitto)")
+    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -9,6 +10,8 @@ import time
 from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# Mosquitto started as root drops to the `mosquitto` user, which cannot read a test's private temp files.
+_RUN_AS = "user root\n" if os.geteuid() == 0 else ""
 
 
 def free_port() -> int:
@@ -52,6 +55,7 @@ class MosquittoBroker:
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 0\n"
+            f"{_RUN_AS}"
             "autosave_interval 1\n"
             f"{self.extra_config}\n"
         )

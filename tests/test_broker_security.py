@@ -1,0 +1,191 @@
+"""The shipped broker configuration, started for real with certificates from `edgescreen provision`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgescreen.provision import SitePKI, write_acl
+from tests.support.broker import MosquittoBroker
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CONF = ROOT / "firmware_config" / "mosquitto" / "edgescreen.conf"
+
+
+class ShippedBroker(MosquittoBroker):
+    """Mosquitto running the shipped edgescreen.conf with its paths pointed at a test PKI."""
+
+    def __init__(self, workdir: Path, pki: Path) -> None:
+        super().__init__(workdir)
+        self.pki = pki
+
+    def config_text(self) -> str:
+        text = SHIPPED_CONF.read_text()
+        text = text.replace("/etc/edgescreen/pki", str(self.pki))
+        text = re.sub(r"^listener 8883$", f"listener {self.port} {self.host}", text, flags=re.M)
+        text = text.replace("/var/lib/mosquitto/", f"{self.workdir}/")
+        text = text.replace("log_dest syslog", f"log_dest file {self.workdir}/broker.log")
+        return text + ("\nuser root\n" if os.geteuid() == 0 else "")
+
+
+@dataclass
+class Pki:
+    root: Path
+    site: SitePKI
+
+    def creds(self, identity: str, site: str = "school1") -> Path:
+        return self.root / site / "issued" / identity
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    school = SitePKI(root, "school1")
+    school.create_ca()
+    school.issue("broker", "mqtt", hosts=("127.0.0.1", "localhost"))
+    for device in ("dev-a", "dev-b", "dev-revoked"):
+        school.issue("device", device)
+    school.issue("device", "dev-expired", days=1, not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    school.issue("collector", "c1")
+    school.revoke("device", "dev-revoked")
+    other = SitePKI(root, "school2")
+    other.create_ca()
+    other.issue("device", "dev-a")
+    write_acl(root)
+    return Pki(root=root, site=school)
+
+
+@pytest.fixture(scope="module")
+def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShippedBroker]:
+    broker = ShippedBroker(tmp_path_factory.mktemp("broker"), pki.root)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Client:
+    """A paho MQTT v5 client that records what happened, for assertions."""
+
+    def __init__(self, broker: ShippedBroker, creds: Path | None, ca: Path) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
+        )
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+        if creds is not None:
+            context.load_cert_chain(str(creds / "cert.pem"), str(creds / "key.pem"))
+        self.client.tls_set_context(context)
+        self.broker = broker
+        self.connected = threading.Event()
+        self.subacks: list[list[int]] = []
+        self.pubacks: dict[int, int] = {}
+        self.messages: list[tuple[str, bytes]] = []
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subacks.append([int(rc.value) for rc in codes])
+        self.client.on_publish = lambda c, u, mid, rc, p: self.pubacks.__setitem__(mid, int(rc.value))
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload)))
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        if not getattr(rc, "is_failure", True):
+            self.connected.set()
+
+    def connect(self, timeout: float = 5.0) -> bool:
+        try:
+            self.client.connect(self.broker.host, self.broker.port, keepalive=10)
+        except (ssl.SSLError, OSError):
+            return False
+        self.client.loop_start()
+        ok = self.connected.wait(timeout)
+        return ok
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _connects(broker: ShippedBroker, creds: Path | None, ca: Path) -> bool:
+    client = Client(broker, creds, ca)
+    try:
+        return client.connect(timeout=3.0)
+    finally:
+        client.close()
+
+
+def test_device_with_valid_certificate_connects(pki: Pki, secure_broker: ShippedBroker) -> None:
+    ca = pki.root / "school1" / "ca.crt"
+    assert _connects(secure_broker, pki.creds("school1.dev-a"), ca)
+
+
+@pytest.mark.parametrize(
+    ("identity", "site"),
+    [
+        (None, "school1"),  # no client certificate
+        ("school2.dev-a", "school2"),  # a certificate of another site's CA
+        ("school1.dev-expired", "school1"),  # expired
+        ("school1.dev-revoked", "school1"),  # revoked: listed in the CRL the broker reads
+    ],
+)
+def test_broker_refuses_bad_client_certificates(
+    pki: Pki, secure_broker: ShippedBroker, identity: str | None, site: str
+) -> None:
+    ca = pki.root / "school1" / "ca.crt"
+    creds = None if identity is None else pki.creds(identity, site)
+    assert not _connects(secure_broker, creds, ca)
+
+
+def test_acl_confines_devices_and_collectors(pki: Pki, secure_broker: ShippedBroker) -> None:
+    ca = pki.root / "school1" / "ca.crt"
+    collector = Client(secure_broker, pki.creds("collector.school1.c1"), ca)
+    dev_a = Client(secure_broker, pki.creds("school1.dev-a"), ca)
+    try:
+        assert collector.connect() and dev_a.connect()
+        collector.client.subscribe("edgescreen/v1/#", qos=1)
+        dev_a.client.subscribe("edgescreen/v1/#", qos=1)
+        _wait(lambda: len(collector.subacks) == 1 and len(dev_a.subacks) == 1)
+        assert collector.subacks[0] == [1]  # granted QoS 1
+        # Mosquitto grants a subscription and applies the read ACL per message: a device receives nothing.
+
+        own = dev_a.client.publish("edgescreen/v1/school1/dev-a/posture", b"own", qos=1)
+        foreign = dev_a.client.publish("edgescreen/v1/school1/dev-b/posture", b"foreign", qos=1)
+        forged = collector.client.publish("edgescreen/v1/school1/dev-b/posture", b"forged", qos=1)
+        alert = collector.client.publish("edgescreen/v1/school1/alerts", b"alert", qos=1)
+        _wait(
+            lambda: {own.mid, foreign.mid} <= set(dev_a.pubacks) and {forged.mid, alert.mid} <= set(collector.pubacks)
+        )
+        time.sleep(0.5)
+        received = {payload for _, payload in collector.messages}
+        assert b"own" in received
+        assert b"alert" in received
+        assert b"foreign" not in received  # device A cannot publish on device B's topic
+        assert b"forged" not in received  # a collector cannot publish device scores
+        assert not dev_a.messages  # not even its own scores or the site's alerts
+    finally:
+        collector.close()
+        dev_a.close()
+
+
+def test_acl_file_lists_exactly_the_issued_identities(pki: Pki) -> None:
+    acl = (pki.root / "acl").read_text()
+    assert "user school1.dev-a\ntopic write edgescreen/v1/school1/dev-a/#" in acl
+    assert "user school1.dev-revoked" not in acl  # revocation also drops the ACL entry
+    assert "user collector.school1.c1\ntopic read edgescreen/v1/#\ntopic write edgescreen/v1/+/alerts" in acl
+    assert "topic read" not in acl.split("user collector")[0]  # no device reads anything
+
+
+def _wait(cond: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(cond) and cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

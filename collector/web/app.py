@@ -1,0 +1,46 @@
+"""The FastAPI application: routes are in pages.py and exports.py."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from collector.storage.engine import Database
+from collector.web.auth import NotLoggedIn, SessionMiddleware, csrf_token
+
+HERE = Path(__file__).resolve().parent
+
+
+def create_app(db: Database, secret: bytes, secure_cookies: bool = True, k_anonymity: int = 11) -> FastAPI:
+    from collector.web import exports, pages
+
+    app = FastAPI(title="EdgeScreen", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.db = db
+    app.state.k = k_anonymity
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["csrf_token"] = csrf_token
+    app.state.templates = templates
+    app.add_middleware(SessionMiddleware, secret=secret, secure=secure_cookies)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(NotLoggedIn)
+    async def _login_first(request: Request, _exc: NotLoggedIn) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self'; img-src 'self' data:"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    app.include_router(pages.router)
+    app.include_router(exports.router)
+    return app

@@ -1,0 +1,165 @@
+"""HTML pages: login, fleet, alerts, device trends, booth screening results, head-pose trends."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from collector.timeutil import utcnow_naive
+from collector.users import verify_user
+from collector.web import charts, queries
+from collector.web.auth import User, check_csrf, current_user, end_session, require_site, start_session
+
+router = APIRouter()
+CurrentUser = Annotated[User, Depends(current_user)]
+
+# Device page: which flattened metrics go on which chart.
+CHART_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("Mean per window", ".mean", "degrees"),
+    ("Share of the window in each risk band", ".band.", "fraction"),
+    ("Gait screening probabilities", "prob.", "probability"),
+    ("Head-pose severity (TWSTRS-like items)", "severity.", "score"),
+    ("Frames per second", "fps.", "fps"),
+    ("Outbox depth", "outbox_depth", "scores"),
+)
+HEADPOSE_TREND = ("yaw.mean", "roll.mean", "pitch.mean", "lateral_shift.mean", "sagittal_shift.mean")
+
+
+def render(request: Request, name: str, user: User | None, **context: Any) -> HTMLResponse:
+    templates = request.app.state.templates
+    response: HTMLResponse = templates.TemplateResponse(request, name, {"user": user, **context})
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    return render(request, "login.html", None, error=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    sites = verify_user(request.app.state.db, username, password)
+    if not sites:
+        response = render(request, "login.html", None, error="Unknown user or wrong password.")
+        response.status_code = 401
+        return response
+    start_session(request, username)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    check_csrf(request, csrf_token)
+    end_session(request)
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+def fleet(request: Request, user: CurrentUser) -> HTMLResponse:
+    devices = queries.fleet(request.app.state.db, user.sites)
+    open_alerts = queries.alerts(request.app.state.db, user.sites, ("open",))
+    return render(request, "fleet.html", user, devices=devices, open_alerts=len(open_alerts), now=utcnow_naive())
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(request: Request, user: CurrentUser, show: str = "active") -> HTMLResponse:
+    states = ("open", "acknowledged", "resolved") if show == "all" else ("open", "acknowledged")
+    rows = queries.alerts(request.app.state.db, user.sites, states)
+    return render(request, "alerts.html", user, alerts=rows, show=show)
+
+
+def _alert_transition(request: Request, user: User, alert_id: str, csrf: str, state: str) -> Response:
+    check_csrf(request, csrf)
+    found = queries.alert(request.app.state.db, alert_id)
+    if found is None or found["site"] not in user.sites:
+        raise HTTPException(status_code=404, detail="not found")
+    if not queries.set_alert_state(request.app.state.db, alert_id, state, user.username):
+        raise HTTPException(status_code=409, detail=f"alert is already {found['state']}")
+    return RedirectResponse("/alerts", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+def acknowledge(
+    request: Request, user: CurrentUser, alert_id: str, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    return _alert_transition(request, user, alert_id, csrf_token, "acknowledged")
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve(request: Request, user: CurrentUser, alert_id: str, csrf_token: Annotated[str, Form()] = "") -> Response:
+    return _alert_transition(request, user, alert_id, csrf_token, "resolved")
+
+
+@router.get("/sites/{site}/devices/{device_id}", response_class=HTMLResponse)
+def device_page(
+    request: Request, user: CurrentUser, site: str, device_id: str, days: Annotated[int, Query(ge=1, le=366)] = 7
+) -> HTMLResponse:
+    require_site(user, site)
+    db = request.app.state.db
+    found = queries.device(db, site, device_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail="not found")
+    series = queries.metric_series(db, site, device_id, utcnow_naive() - timedelta(days=days))
+    plots = []
+    for title, marker, unit in CHART_GROUPS:
+        chosen = {n: v for n, v in series.items() if marker in n or n == marker}
+        if marker == ".mean":
+            chosen = {n: v for n, v in chosen.items() if n.count(".") == 1}
+        if chosen:
+            plots.append(charts.line_chart(dict(sorted(chosen.items())[:8]), title, unit))
+    alerts = [a for a in queries.alerts(db, [site], ("open", "acknowledged")) if a["device_id"] == device_id]
+    return render(request, "device.html", user, device=found, plots=plots, days=days, alerts=alerts)
+
+
+@router.get("/sites/{site}/screening", response_class=HTMLResponse)
+def screening_page(
+    request: Request, user: CurrentUser, site: str, days: Annotated[int, Query(ge=1, le=366)] = 30
+) -> HTMLResponse:
+    require_site(user, site)
+    db = request.app.state.db
+    summary = queries.screening(db, site, date.today() - timedelta(days=days))
+    by_class = charts.stacked_bars(summary.days, summary.classes, "Screened walk-throughs per day, by class")
+    quality = charts.stacked_bars(summary.days, summary.outcomes, "Walk-throughs not screened, by reason")
+    recent = queries.recent_scores(db, site, "gait")
+    return render(
+        request, "screening.html", user, site=site, summary=summary, by_class=by_class, quality=quality,
+        recent=recent, days=days, k=request.app.state.k,
+    )  # fmt: skip
+
+
+@router.get("/sites/{site}/headpose", response_class=HTMLResponse)
+def headpose_page(
+    request: Request, user: CurrentUser, site: str, days: Annotated[int, Query(ge=1, le=366)] = 30
+) -> HTMLResponse:
+    require_site(user, site)
+    db = request.app.state.db
+    since = date.today() - timedelta(days=days)
+    names = [*HEADPOSE_TREND, "severity.total"]
+    means = queries.daily_means(db, site, "headpose", names, since)
+    plots = []
+    for device_id, per_metric in sorted(means.items()):
+        angles = {
+            n.removesuffix(".mean"): [(_day(d), v) for d, v, _ in per_metric[n]]
+            for n in HEADPOSE_TREND
+            if per_metric.get(n)
+        }
+        if angles:
+            plots.append(charts.line_chart(angles, f"{device_id}: daily mean head pose", "degrees / mm"))
+        if per_metric.get("severity.total"):
+            severity = {"severity total": [(_day(d), v) for d, v, _ in per_metric["severity.total"]]}
+            plots.append(charts.line_chart(severity, f"{device_id}: daily mean severity score", "score"))
+    recent = queries.recent_scores(db, site, "headpose")
+    return render(request, "headpose.html", user, site=site, plots=plots, recent=recent, days=days)
+
+
+def _day(text: str) -> datetime:
+    return datetime.fromisoformat(text)

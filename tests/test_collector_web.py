@@ -1,0 +1,208 @@
+"""Dashboard over HTTP (httpx TestClient): login, cookie flags, CSRF, site isolation, charts, CSV exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import product
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from collector.simulate import gait, headpose, heartbeat, posture, status
+from collector.storage import Database, open_database, schema
+from collector.storage.writes import Accepted, write_batch
+from collector.timeutil import utcnow_naive
+from collector.users import add_user
+from collector.web.app import create_app
+from collector.web.suppression import suppress, to_csv_rows
+from edge.wire import encode
+
+PASSWORD = "correct horse battery"
+
+
+def store(db: Database, *messages: object) -> None:
+    accepted = [Accepted(m, encode(m).decode(), utcnow_naive()) for m in messages]  # type: ignore[arg-type]
+    with db.engine.begin() as conn:
+        write_batch(conn, db, accepted, [], 100)
+
+
+def open_alert(db: Database, site: str, device: str) -> str:
+    alert_id = str(uuid.uuid4())
+    now = utcnow_naive()
+    with db.engine.begin() as conn:
+        conn.execute(
+            schema.alerts.insert().values(
+                alert_id=alert_id, site=site, device_id=device, rule="gait_positive", severity="warning",
+                state="open", summary=f"positive screening at {device}", dedup_key=alert_id, opened_at=now,
+                updated_at=now,
+            )
+        )  # fmt: skip
+    return alert_id
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = open_database(f"sqlite:///{tmp_path}/c.db")
+    now = datetime.now(UTC)
+    messages: list[object] = [
+        status("school-a", "booth-1", 0, now, role="gait"),
+        heartbeat("school-a", "booth-1", 1, now),
+    ]
+    seq = 2
+    # Three days of screenings: day 0 has 3 positives (a small cell), the others are all large.
+    for day, (neg, neu, pos) in enumerate([(30, 12, 3), (25, 14, 20), (40, 11, 15)]):
+        end = now - timedelta(days=day, hours=1)
+        for cls, n in (("negative", neg), ("neutral", neu), ("positive", pos)):
+            for _ in range(n):
+                messages.append(gait("school-a", "booth-1", seq, end, predicted=cls, p=0.8))
+                seq += 1
+    for i in range(30):
+        messages.append(posture("school-a", "desk-1", i, now - timedelta(minutes=30 - i), forward_head=10 + i % 7))
+        messages.append(
+            headpose("school-a", "station-1", i, now - timedelta(hours=30 - i), yaw=5 + i % 4, rotation=i % 3)
+        )
+    messages.append(posture("school-b", "desk-9", 0, now))
+    store(database, *messages)
+    add_user(database, "alice", PASSWORD, ["school-a"])
+    add_user(database, "bob", PASSWORD, ["school-b"])
+    yield database
+    database.dispose()
+
+
+def client_for(db: Database) -> TestClient:
+    return TestClient(create_app(db, b"k" * 32, secure_cookies=True, k_anonymity=11), base_url="https://testserver")
+
+
+def csrf(client: TestClient, path: str = "/login") -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def logged_in(db: Database, username: str) -> TestClient:
+    client = client_for(db)
+    response = client.post(
+        "/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf(client)}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def test_login_is_required_and_checks_password_and_csrf(db: Database) -> None:
+    client = client_for(db)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    token = csrf(client)
+    first = client_for(db).get("/login").headers["set-cookie"]
+    assert "Secure" in first and "HttpOnly" in first and "SameSite=strict" in first
+    assert client.post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 403
+    wrong = client.post("/login", data={"username": "alice", "password": "nope-nope-nope", "csrf_token": token})
+    assert wrong.status_code == 401 and "wrong password" in wrong.text
+    unknown = {"username": "mallory", "password": PASSWORD, "csrf_token": token}
+    assert client.post("/login", data=unknown).status_code == 401
+    good = {"username": "alice", "password": PASSWORD, "csrf_token": token}
+    assert client.post("/login", data=good, follow_redirects=False).status_code == 303
+    assert "Fleet" in client.get("/").text
+    # The token from before login no longer works after it (session rotated on login).
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 403
+    assert client.post("/logout", data={"csrf_token": csrf(client, "/")}, follow_redirects=False).status_code == 303
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_users_see_only_their_sites(db: Database) -> None:
+    alice, bob = logged_in(db, "alice"), logged_in(db, "bob")
+    alert_id = open_alert(db, "school-a", "booth-1")
+    fleet_a, fleet_b = alice.get("/").text, bob.get("/").text
+    assert "booth-1" in fleet_a and "desk-9" not in fleet_a
+    assert "desk-9" in fleet_b and "booth-1" not in fleet_b
+    assert alert_id in alice.get("/alerts").text and alert_id not in bob.get("/alerts").text
+    for path in (
+        "/sites/school-a/devices/booth-1",
+        "/sites/school-a/screening",
+        "/sites/school-a/headpose",
+        "/sites/school-a/export/screening.csv",
+        "/sites/school-a/export/headpose.csv",
+    ):
+        assert alice.get(path).status_code == 200, path
+        assert bob.get(path).status_code == 404, path
+    token = csrf(bob, "/")
+    assert bob.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": token}).status_code == 404
+    assert bob.post(f"/alerts/{alert_id}/resolve", data={"csrf_token": token}).status_code == 404
+    assert alice.get("/sites/school-a/devices/no-such-device").status_code == 404
+
+
+def test_acknowledge_and_resolve_need_csrf(db: Database) -> None:
+    alice = logged_in(db, "alice")
+    alert_id = open_alert(db, "school-a", "booth-1")
+    assert alice.post(f"/alerts/{alert_id}/acknowledge", data={}).status_code == 403
+    assert alice.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": "forged"}).status_code == 403
+    token = csrf(alice, "/alerts")
+    assert alice.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": token}).status_code == 200
+    with db.reader.connect() as conn:
+        row = conn.execute(select(schema.alerts).where(schema.alerts.c.alert_id == alert_id)).mappings().one()
+    assert row["state"] == "acknowledged" and row["acknowledged_by"] == "alice"
+    assert alice.post(f"/alerts/{alert_id}/acknowledge", data={"csrf_token": token}).status_code == 409
+    assert alice.post(f"/alerts/{alert_id}/resolve", data={"csrf_token": token}).status_code == 200
+    assert alert_id not in alice.get("/alerts").text and alert_id in alice.get("/alerts?show=all").text
+
+
+def test_pages_draw_charts(db: Database) -> None:
+    alice = logged_in(db, "alice")
+    desk = alice.get("/sites/school-a/devices/desk-1").text
+    assert desk.count("<svg") >= 2 and "forward_head.mean" in desk
+    points = re.findall(r'<polyline points="([^"]+)"', desk)
+    assert any(len(p.split()) == 30 for p in points), "one point per stored window"
+    screening = alice.get("/sites/school-a/screening").text
+    assert screening.count('class="bar"') >= 9 and "positive" in screening
+    headpose_page = alice.get("/sites/school-a/headpose").text
+    assert "station-1: daily mean head pose" in headpose_page and "<polyline" in headpose_page
+    booth = alice.get("/sites/school-a/devices/booth-1").text
+    assert "Frames per second" in booth
+
+
+def test_screening_export_suppresses_small_and_revealing_cells(db: Database) -> None:
+    alice = logged_in(db, "alice")
+    response = alice.get("/sites/school-a/export/screening.csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["day", "negative", "neutral", "positive", "total"]
+    body = {r[0]: r[1:] for r in rows[1:]}
+    days = sorted(d for d in body if d != "total")
+    first = body[days[-1]]  # the day with 3 positives
+    assert first[2] == "" and first[3] == "45", "3 < 11 is blank; the row total itself is large"
+    assert sum(1 for v in first[:3] if v == "") >= 2, "a second cell is blanked so 45 - the rest cannot give 3"
+    assert body["total"][3] == "170"
+
+
+def test_suppression_leaves_nothing_derivable_by_subtraction() -> None:
+    counts = [[30, 12, 3, 0], [25, 14, 20, 1], [40, 11, 15, 12], [9, 50, 50, 50]]
+    table = suppress(["a", "b", "c", "d"], ["w", "x", "y", "z"], counts, k=11)
+    n = 4
+    hidden = table.suppressed
+    for r, c in product(range(n + 1), range(n + 1)):
+        value = table._value(r, c)
+        if 0 < value < 11:
+            assert hidden[r][c], f"cell {r},{c} = {value} should be blank"
+    for line in [[(r, c) for c in range(n + 1)] for r in range(n + 1)] + [
+        [(r, c) for r in range(n + 1)] for c in range(n + 1)
+    ]:
+        assert sum(hidden[r][c] for r, c in line) != 1, f"line {line} would give its blank back by subtraction"
+    csv_rows = to_csv_rows(table, "group")
+    assert len(csv_rows) == 6 and csv_rows[-1][0] == "total"
+    tiny = suppress(["a"], ["x", "y"], [[4, 5]], k=11)
+    assert all(v == "" for v in to_csv_rows(tiny, "g")[1][1:])
+
+
+def test_headpose_export_blanks_days_under_k(db: Database) -> None:
+    alice = logged_in(db, "alice")
+    rows = list(csv.reader(io.StringIO(alice.get("/sites/school-a/export/headpose.csv").text)))
+    assert rows[0] == ["device", "day", "windows", "mean_severity_total"]
+    assert rows[1:], "one row per device and day"
+    for _device, _day, windows, mean in rows[1:]:
+        assert (windows == "" and mean == "") or int(windows) >= 11

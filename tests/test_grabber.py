@@ -7,6 +7,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ from edge.config import CameraConfig
 from edge.grabber import FrameGrabber, grabber_for_profile, probe_camera
 from edge.sources.base import CorruptFrame, Frame, FrameSource, SourceError
 from edge.sources.factory import make_source
-from edgescreen.clips import make_posture_clip
+from edgescreen.clips import make_corrupt_copy, make_posture_clip, make_truncated_copy
 
 
 class CountingCamera(FrameSource):
@@ -169,3 +170,34 @@ def test_profile_feed_reports_health_for_the_heartbeat(tmp_path: Path) -> None:
     assert frames == 5 and health.state == "ended" and health.frames_dropped == 0
     with pytest.raises(SourceError, match="no such file"):
         probe_camera(CameraConfig(source=str(tmp_path / "gone.avi")), timeout=1)
+
+
+def _drain(grabber: FrameGrabber) -> int:
+    frames = 0
+    deadline = time.monotonic() + 30
+    while not grabber.finished and time.monotonic() < deadline:
+        if grabber.get(1.0) is not None:
+            frames += 1
+    return frames
+
+
+def test_damaged_recordings_never_crash_the_grabber(tmp_path: Path) -> None:
+    clip = make_posture_clip(tmp_path / "c.avi", seconds=2.0, fps=10, size=(160, 120))
+    cut = make_truncated_copy(clip.path, tmp_path / "cut.avi", keep=0.5)
+    noisy = make_corrupt_copy(clip.path, tmp_path / "noisy.avi", at=0.4, length=3000)
+    for path, most in ((cut, clip.frames - 1), (noisy, clip.frames)):
+        with FrameGrabber(make_source(str(path))) as grabber:
+            frames = _drain(grabber)
+            stats = grabber.stats()
+        assert stats.state == "ended" and 3 <= frames <= most, (path.name, frames)
+        assert stats.frames_delivered == frames
+
+
+def test_folder_with_a_corrupt_image_is_read_to_the_end_with_it_counted(tmp_path: Path) -> None:
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"img{i:02d}.png"), np.full((32, 32, 3), 50 * i, np.uint8))
+    (tmp_path / "img02.png").write_bytes(b"\x89PNG broken")
+    with FrameGrabber(make_source(str(tmp_path))) as grabber:
+        frames = _drain(grabber)
+        stats = grabber.stats()
+    assert frames == 3 and stats.frames_corrupt == 1 and stats.state == "ended" and stats.frames_dropped == 0

@@ -105,7 +105,9 @@ def test_vanished_camera_is_reopened_with_exponential_backoff() -> None:
     # first open, then 3 refused tries and 1 good one; the waits double: 0.05, 0.1, 0.2, 0.4
     gaps = np.diff(camera.open_times[1:])
     assert len(camera.open_times) == 5
-    assert list(gaps) == pytest.approx([0.1, 0.2, 0.4], abs=0.06)
+    # a wait is never shorter than its backoff; the upper bound leaves room for a loaded machine
+    for gap, nominal in zip(gaps, (0.1, 0.2, 0.4), strict=True):
+        assert nominal - 0.01 <= gap <= nominal + 0.25, list(gaps)
 
 
 def test_camera_missing_at_start_stays_reopening_and_never_raises() -> None:

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from edge.outbox import Outbox
@@ -134,3 +135,33 @@ def test_video_to_broker_window_messages_match_the_input(
         assert session_id.stat().st_size < 100 and session_id.read_text().isascii()
         allowed.add(session_id)
     assert {p for p in new if p.is_relative_to(work) or p.is_relative_to(tmpdir)} <= allowed
+
+
+def test_edge_check_reports_each_check_and_fails_on_any(
+    tmp_path: Path, broker: MosquittoBroker, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgescreen.cli import main
+
+    clip = tmp_path / "clip.avi"
+    make_posture_clip(clip, seconds=0.5, fps=10)
+    profile = ROOT / "firmware_config" / "profiles" / "office-posture.yaml"
+    base = ["edge", "check", "--profile", str(profile), "--model-dir", str(model_dir), "--timeout", "5"]
+
+    assert main([*base, "--source", str(clip), "--broker", broker.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["profile", "ok"], ["camera", "ok"], ["models", "ok"],
+                                                    ["broker", "ok"]]  # fmt: skip
+    assert "640x480" in lines[1] and "pose_landmark_full" in lines[2]
+
+    missing = tmp_path / "missing.avi"
+    assert main([*base, "--source", str(missing), "--broker", f"mqtt://127.0.0.1:{free_port()}"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    status = {line.split()[0]: line.split()[1] for line in lines}
+    assert status == {"profile": "ok", "camera": "FAIL", "models": "ok", "broker": "FAIL"}
+    assert str(missing) in lines[1]
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(profile.read_text().replace("heartbeat_s:", "heartbeat_sec:"))
+    assert main(["edge", "check", "--profile", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("profile  FAIL") and "did you mean 'heartbeat_s'?" in out and str(bad) in out

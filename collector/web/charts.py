@@ -69,9 +69,11 @@ def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, 
     for v in y_ticks:
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" class="tick" text-anchor="end">{_fmt(v)}</text>')
-    for t in _time_ticks(t0, t1):
+    ticks = _time_ticks(t0, t1)
+    for i, t in enumerate(ticks):
+        anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
         parts.append(
-            f'<text x="{x(t):.1f}" y="{height - bottom + 18}" class="tick" text-anchor="middle">'
+            f'<text x="{x(t):.1f}" y="{height - bottom + 18}" class="tick" text-anchor="{anchor}">'
             f"{_time_label(t, span)}</text>"
         )
     parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" class="axis"/>')

@@ -237,3 +237,21 @@ def test_head_tilt_follows_the_photo_rotation_with_real_perception(tmp_path: Pat
     level, turned, back = tilts[1], tilts[3], tilts[5]
     assert turned - level == pytest.approx(12.0, abs=3.0), tilts
     assert back - level == pytest.approx(-8.0, abs=3.0), tilts
+
+
+def test_empty_clip_with_real_perception_sends_nothing(tmp_path: Path, model_dir: Path) -> None:
+    from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
+    from edge.sources.factory import open_source
+    from edgescreen.clips import make_empty_clip
+
+    clip = make_empty_clip(tmp_path / "empty.avi", seconds=2.0, fps=5.0, size=(320, 240))
+    config = PerceptionConfig.model_validate({"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 1}})
+    pipeline = PerceptionPipeline(config, model_dir)
+    analyzer = PostureAnalyzer(_ctx(), PostureConfig(window_s=1.0))
+    source = open_source(str(clip.path))
+    results = []
+    while (item := source.read()) is not None:
+        results.append(pipeline.process(item[0], item[1]))
+    source.close()
+    assert len(results) == clip.frames == 10
+    assert _run(analyzer, results) == [] and analyzer.absent_windows == 2

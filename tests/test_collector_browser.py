@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
-from edge.wire import encode, topic_for
+from edge.wire import DeviceMessage, encode, topic_for
 from tests.support.broker import MosquittoBroker, free_port, wait_for_port
 
 selenium = pytest.importorskip("selenium")
@@ -58,7 +58,8 @@ def collector(tmp_path: Path, broker: MosquittoBroker) -> Iterator[str]:
 
 def publish_device(broker: MosquittoBroker) -> None:
     now = datetime.now(UTC)
-    messages = [status("school-a", "booth-1", 0, now, role="gait"), heartbeat("school-a", "booth-1", 1, now)]
+    messages: list[DeviceMessage] = [status("school-a", "booth-1", 0, now, role="gait")]
+    messages.append(heartbeat("school-a", "booth-1", 1, now))
     for i in range(40):
         end = now - timedelta(hours=40 - i)
         messages.append(gait("school-a", "booth-1", 2 + i, end, predicted=("negative", "neutral")[i % 2], p=0.8))

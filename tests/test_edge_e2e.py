@@ -9,9 +9,12 @@ The runs must write no image or array file anywhere, and the outbox must hold on
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ import pytest
 import yaml
 
 from edge.outbox import Outbox
-from edge.wire import PostureWindow, decode
+from edge.wire import PostureWindow, Status, decode
 from edgescreen.clips import make_posture_clip
 from tests.support.broker import MosquittoBroker, free_port
 from tests.test_delivery import Subscriber
@@ -165,3 +168,60 @@ def test_edge_check_reports_each_check_and_fails_on_any(
     assert main(["edge", "check", "--profile", str(bad)]) == 1
     out = capsys.readouterr().out
     assert out.startswith("profile  FAIL") and "did you mean 'heartbeat_s'?" in out and str(bad) in out
+
+
+def test_sigterm_flushes_the_open_window_and_tells_systemd(
+    tmp_path: Path, broker: MosquittoBroker, model_dir: Path
+) -> None:
+    """`edge run` under systemd: READY after the models are warm, watchdog pings, and on SIGTERM STOPPING, the
+    open window closed into the outbox and sent, `offline` published, exit 0."""
+    clip = tmp_path / "long.avi"
+    make_posture_clip(clip, seconds=10, fps=10, tilt_deg=0.0)
+    profile = _profile(tmp_path, "sigterm", broker.url, tmp_path)
+    data = yaml.safe_load(profile.read_text())
+    data["posture"]["window_s"] = 60.0  # the run ends long before a window closes by itself
+    data["camera"]["realtime"] = True
+    profile.write_text(yaml.safe_dump(data))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(60)
+    sub = Subscriber(broker)
+    env = {**os.environ, "EDGESCREEN_MODEL_DIR": str(model_dir), "NOTIFY_SOCKET": str(tmp_path / "notify"),
+           "WATCHDOG_USEC": "2000000", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    notes: list[str] = []
+    try:
+        notes.append(notify.recv(4096).decode())
+        while not any("WATCHDOG=1" in n for n in notes):
+            notes.append(notify.recv(4096).decode())
+        time.sleep(1.5)  # some frames into the window
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    notify.settimeout(0.5)
+    try:
+        while True:
+            notes.append(notify.recv(4096).decode())
+    except TimeoutError:
+        pass
+    notify.close()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert notes[0].startswith("STATUS=loading models")
+    assert notes[1].startswith("READY=1")
+    assert any(n.startswith("STOPPING=1") for n in notes)
+    assert "stopped (signal SIGTERM)" in stderr
+    assert sub.wait_for(lambda: len(sub.scores()) == 1, 10)
+    window = sub.scores()[0]
+    assert 5 <= window.frames < 200  # the partial window, flushed rather than lost
+    with sub.lock:
+        states = [m.state for m, _ in sub.messages if isinstance(m, Status)]
+    sub.close()
+    assert states[0] == "online" and states[-1] == "offline"
+    with Outbox(tmp_path / "sigterm-outbox.sqlite") as box:
+        assert box.depth() == 0

@@ -202,16 +202,19 @@ def test_stop_request_flushes_the_open_window(
     assert any(n.startswith("STOPPING=1") for n in notify_socket.close())
 
 
-def test_max_frames_limit(tmp_path: Path) -> None:
+def test_max_frames_limit_and_a_full_outbox_reported_in_the_heartbeat(tmp_path: Path) -> None:
     profile = _profile(tmp_path, "mqtt://127.0.0.1:1")
-    outbox = Outbox(profile.outbox_path())
+    outbox = Outbox(profile.outbox_path(), max_messages=2)
     ctx = EmitContext(site="site-1", device_id="dev-1", next_seq=outbox.next_seq)
     runtime = EdgeRuntime(profile, ListResults(1000, 0.0), EveryTenFrames(ctx), outbox, None, limits=RunLimits(25))
     summary = runtime.run()
     assert summary.frames == 25 and summary.reason == "--max-frames 25 reached"
-    # without a broker, the scores wait in the outbox (2 full windows + the flushed one)
-    assert [m.topic for m in outbox.pending()] == ["edgescreen/v1/site-1/dev-1/posture"] * 3
+    # without a broker the scores wait in the outbox: 2 full windows + the flushed one, bounded at 2
+    assert [m.topic for m in outbox.pending()] == ["edgescreen/v1/site-1/dev-1/posture"] * 2
     assert not summary.drained
+    health = runtime.health()
+    assert (health.outbox_depth, health.outbox_dropped) == (2, 1)
+    assert (health.frames_dropped, health.frames_corrupt, health.camera_state) == (3, 1, "ended")
 
 
 def test_cpu_temperature_reads_sysfs_layout(tmp_path: Path) -> None:

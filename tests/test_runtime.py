@@ -214,7 +214,7 @@ def test_max_frames_limit_and_a_full_outbox_reported_in_the_heartbeat(tmp_path: 
     assert not summary.drained
     health = runtime.health()
     assert (health.outbox_depth, health.outbox_dropped) == (2, 1)
-    assert (health.frames_dropped, health.frames_corrupt, health.camera_state) == (3, 1, "ended")
+    assert (health.frames_dropped, health.frames_corrupt, health.camera_state) == (3, 1, "open")
 
 
 def test_cpu_temperature_reads_sysfs_layout(tmp_path: Path) -> None:

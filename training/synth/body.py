@@ -293,7 +293,7 @@ def _radii(a: Anthropometry) -> dict[str, float]:
     """Capsule radii (metres) of the body parts, scaled by height and build."""
     s, g = a.scale, a.girth
     return {
-        "head": 0.5 * a.head_width * 1.1,
+        "head": 0.7 * a.head_width,
         "neck": 0.055 * s * g,
         "torso": 0.13 * s * g,
         "pelvis": 0.14 * s * g,

@@ -198,16 +198,20 @@ def render_person_image(
     tint = rng.uniform(0.9, 1.1, 3)
     parts = sorted(_capsule_2d(skel, camera), key=lambda item: -item[4])  # far first (painter's order)
     uv, depth = camera.project(skel.joints)
+    facing = bool(depth[Landmark.NOSE] < depth[J["head"]])  # the face is turned towards the camera
+    hair = tuple(float(c) for c in np.clip(colours["hair"] * gain, 0, 255))
     for part, a, b, r, _ in parts:
         base = colours[PART_MATERIAL[part]] * gain * tint
+        hair_at = uv[J["head"]] - (uv[Landmark.NOSE] - uv[J["head"]]) * 0.35 + np.array([0.0, -0.3 * r])
+        if part == "head" and facing:  # hair behind the face: a rim above and around it
+            _draw_capsule(img, hair_at, hair_at, r * 1.0, hair)
         _draw_capsule(img, a, b, r, tuple(float(c) for c in np.clip(base * 0.7, 0, 255)))
         offset = light * r * 0.35
         _draw_capsule(img, a + offset, b + offset, r * 0.55, tuple(float(c) for c in np.clip(base * 1.05, 0, 255)))
         if part == "head":
-            hair = tuple(float(c) for c in np.clip(colours["hair"] * gain, 0, 255))
-            back = uv[J["head"]] - (uv[Landmark.NOSE] - uv[J["head"]]) * 0.35 + np.array([0.0, -0.35 * r])
-            _draw_capsule(img, back, back, r * 0.8, hair)
-            if face_features and depth[Landmark.NOSE] < depth[J["head"]]:
+            if not facing:
+                _draw_capsule(img, hair_at, hair_at, r * 0.8, hair)
+            if face_features and facing:
                 for landmark in (Landmark.LEFT_EYE, Landmark.RIGHT_EYE):
                     _draw_capsule(img, uv[landmark], uv[landmark], max(1.0, r * 0.1), (30.0, 25.0, 20.0))
                 mouth = (uv[Landmark.MOUTH_LEFT], uv[Landmark.MOUTH_RIGHT])

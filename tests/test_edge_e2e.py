@@ -8,6 +8,7 @@ The runs must write no image or array file anywhere, and the outbox must hold on
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -225,3 +226,25 @@ def test_sigterm_flushes_the_open_window_and_tells_systemd(
     assert states[0] == "online" and states[-1] == "offline"
     with Outbox(tmp_path / "sigterm-outbox.sqlite") as box:
         assert box.depth() == 0
+
+
+def test_missing_tensorrt_falls_back_only_when_the_profile_allows_it(model_dir: Path) -> None:
+    from edge.backends.base import BackendUnavailable
+    from edge.config import load_profile, validate_profile
+    from edge.runtime import build_pipeline
+
+    if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("pycuda"):
+        pytest.skip("TensorRT is installed here: there is nothing to fall back from")
+    profile = load_profile(ROOT / "firmware_config" / "profiles" / "head-pose-station.yaml")
+    assert profile.perception.backend.type == "tensorrt" and profile.perception.backend.allow_fallback
+    pipeline, fell_back = build_pipeline(profile, model_dir, needs_face=True, needs_segmentation=False)
+    assert fell_back and pipeline.config.backend.type == "onnxruntime"  # reported in every heartbeat
+    assert [m.name for m in pipeline.models] == [
+        "pose_detection", "pose_landmark_full", "face_detection_short_range", "face_landmark"
+    ]  # fmt: skip
+
+    data = profile.model_dump(mode="json", exclude_none=True)
+    data["perception"]["backend"]["allow_fallback"] = False
+    strict = validate_profile(data, source="strict")
+    with pytest.raises(BackendUnavailable, match="tensorrt"):
+        build_pipeline(strict, model_dir, needs_face=True, needs_segmentation=False)

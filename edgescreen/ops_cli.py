@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 _COMMANDS = (
     "edgescreen.commands.demo",  # demo
     "edgescreen.commands.provision",  # provision ca | device | revoke
+    "edgescreen.commands.maintenance",  # maintenance
 )
 
 

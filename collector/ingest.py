@@ -62,6 +62,8 @@ class IngestStats:
     db_errors: int = 0
     connected: bool = False
     db_ok: bool = True
+    validate_s: float = 0.0  # time spent validating payloads
+    commit_s: float = 0.0  # time spent writing batches (including retries)
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,12 @@ class Ingestor:
             batch = self._take_batch()
             if not batch:
                 continue
+            t0 = time.perf_counter()
             accepted, rejected = self._validate(batch)
+            t1 = time.perf_counter()
             new = self._commit(accepted, rejected)
+            self.stats.validate_s += t1 - t0
+            self.stats.commit_s += time.perf_counter() - t1
             if new is None:
                 return  # stopping while the database is down: nothing acknowledged, the broker keeps it
             self._acknowledge(batch)

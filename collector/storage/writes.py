@@ -75,17 +75,33 @@ def _insert_scores(conn: Connection, db: Database, accepted: list[Accepted]) -> 
                 "payload": item.payload,
             }
         )
-    if db.dialect == "sqlite":
-        inserted = _insert_scores_sqlite(conn, rows)
-    else:
-        stmt = db.insert(schema.scores).on_conflict_do_nothing(index_elements=["message_id"])
-        # RETURNING names exactly the rows this transaction inserted: replays and another collector's rows drop out.
-        inserted = {row[0] for row in conn.execute(stmt.returning(schema.scores.c.message_id), rows)}
+    insert_rows = _insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql
+    inserted = insert_rows(conn, rows)
     return [item for mid, item in unique.items() if mid in inserted]
 
 
 _SCORE_COLUMNS = tuple(c.name for c in schema.scores.columns)
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _sqlite_time(value: datetime) -> str:
+    """The text form SQLAlchemy's SQLite DateTime reads back (always with microseconds)."""
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def _insert_scores_postgresql(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    # COPY into a per-connection staging table, then one INSERT … ON CONFLICT DO NOTHING RETURNING: the
+    # returned ids are exactly the rows this transaction inserted (replays and another collector's rows drop out).
+    columns = ", ".join(_SCORE_COLUMNS)
+    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS scores_incoming (LIKE scores) ON COMMIT DELETE ROWS")
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY scores_incoming ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row[c] for c in _SCORE_COLUMNS))
+    result = conn.exec_driver_sql(
+        f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_incoming "
+        "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+    )
+    return {r[0] for r in result}
 
 
 def _insert_scores_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
@@ -100,7 +116,7 @@ def _insert_scores_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> set[s
         existing.update(r[0] for r in found)
     fresh = [row for row in rows if row["message_id"] not in existing]
     tuples = [
-        tuple(v.strftime(_SQLITE_TIME) if isinstance(v, datetime) else v for v in (row[c] for c in _SCORE_COLUMNS))
+        tuple(_sqlite_time(v) if isinstance(v, datetime) else v for v in (row[c] for c in _SCORE_COLUMNS))
         for row in fresh
     ]
     if tuples:
@@ -117,16 +133,20 @@ def _insert_metrics(conn: Connection, db: Database, new: list[Accepted]) -> None
     for item in new:
         msg = item.message
         end = to_naive_utc(time_bounds(msg)[1])
-        at: object = end.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite_dialect else end
+        at: object = _sqlite_time(end) if sqlite_dialect else end
         head = (str(msg.message_id), msg.site, msg.device_id, msg.kind, at)
         rows.extend((*head, name, value) for name, value in flatten(msg).items())
-    if rows:
-        mark = "?" if sqlite_dialect else "%s"
-        sql = (
-            "INSERT INTO metric_values (message_id, site, device_id, kind, at, name, value) "
-            f"VALUES ({', '.join([mark] * 7)})"
-        )
-        conn.exec_driver_sql(sql, rows)
+    if not rows:
+        return
+    columns = "message_id, site, device_id, kind, at, name, value"
+    if sqlite_dialect:
+        conn.exec_driver_sql(f"INSERT INTO metric_values ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        return
+    # PostgreSQL: COPY inside the same transaction is an order of magnitude faster than executemany.
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY metric_values ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _update_devices(conn: Connection, db: Database, accepted: list[Accepted]) -> None:

@@ -1,0 +1,164 @@
+"""Collector ingest throughput through a real Mosquitto, next to a bare `mosquitto_sub` draining the same stream.
+
+N simulated devices publish a mixed stream (posture windows, gait screenings, heartbeats) at QoS 1 while
+both subscribers are offline with persistent sessions, so the broker holds two identical queues. Then,
+in turn, a bare `mosquitto_sub -q 1` drains its queue and the collector drains its own (validate, store
+in SQLite or PostgreSQL, acknowledge after commit). Prints a markdown table.
+
+    python benchmarks/collector_ingest.py [--devices 20] [--per-device 1000] [--pg postgresql://…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from collector.ingest import Ingestor, IngestSettings
+from collector.simulate import Publisher, mixed_stream
+from collector.storage import open_database
+
+TOPIC = "edgescreen/v1/+/+/+"
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
+    )
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("mosquitto did not start")
+
+
+def bare_sub(port: int, client_id: str, count: int | None) -> list[str]:
+    cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1", "-c", "-i", client_id]
+    cmd += ["-x", "3600", "-t", TOPIC]
+    return cmd + (["-C", str(count)] if count else ["-E"])
+
+
+def publish(url: str, devices: int, per_device: int) -> int:
+    streams = [mixed_stream("bench", f"dev-{d:03d}", per_device, seed=d) for d in range(devices)]
+
+    def send(d: int) -> None:
+        pub = Publisher(url, f"sim-{d}-{uuid.uuid4().hex[:6]}")
+        pub.publish_all(streams[d], timeout=600)
+        pub.close()
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in range(devices)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(len(s) for s in streams)
+
+
+def run_one(label: str, db_url: str, devices: int, per_device: int, workdir: Path) -> tuple[str, int, float, float]:
+    proc, port = start_broker(workdir)
+    url = f"mqtt://127.0.0.1:{port}"
+    try:
+        db = open_database(db_url)
+        collector_id, bare_id = f"bench-collector-{label}", f"bench-bare-{label}"
+        ingestor = Ingestor(IngestSettings(url, collector_id), db)
+        ingestor.start()
+        ingestor.wait_connected()
+        time.sleep(0.3)
+        ingestor.stop()
+        subprocess.run(bare_sub(port, bare_id, None), check=True, capture_output=True)
+        total = publish(url, devices, per_device)
+
+        start = time.perf_counter()
+        subprocess.run(bare_sub(port, bare_id, total), check=True, stdout=subprocess.DEVNULL)
+        bare_rate = total / (time.perf_counter() - start)
+
+        ingestor = Ingestor(IngestSettings(url, collector_id), db)
+        start = time.perf_counter()
+        ingestor.start()
+        while ingestor.stats.received < total:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        stored_rate = total / elapsed
+        st = ingestor.stats
+        print(f"<!-- {label}: {elapsed:.1f} s total, validate {st.validate_s:.1f} s, commit {st.commit_s:.1f} s -->")
+        ingestor.stop()
+        if ingestor.stats.stored != total:
+            raise RuntimeError(f"{label}: stored {ingestor.stats.stored} of {total}")
+        db.dispose()
+        return label, total, stored_rate, bare_rate
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def postgres_database(admin_url: str) -> tuple[str, str] | None:
+    try:
+        import psycopg
+
+        name = f"edgescreen_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return admin_url.rsplit("/", 1)[0] + f"/{name}", name
+    except Exception as exc:
+        print(f"<!-- PostgreSQL skipped: {exc} -->")
+        return None
+
+
+def drop_postgres(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=20, help="simulated devices")
+    parser.add_argument("--per-device", type=int, default=1000, help="messages per device")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "sqlite").mkdir()
+        rows.append(run_one("sqlite", f"sqlite:///{work}/bench.db", args.devices, args.per_device, work / "sqlite"))
+        pg = postgres_database(args.pg)
+        if pg is not None:
+            (work / "pg").mkdir()
+            try:
+                rows.append(run_one("postgresql", pg[0], args.devices, args.per_device, work / "pg"))
+            finally:
+                drop_postgres(args.pg, pg[1])
+    cpu = platform.processor() or platform.machine()
+    python = platform.python_version()
+    print(f"\nCollector ingest — {args.devices} devices, {os.cpu_count()} CPU(s), {cpu}, Python {python}\n")
+    print("| database | messages | stored msg/s | bare mosquitto_sub msg/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, total, stored, bare in rows:
+        print(f"| {label} | {total} | {stored:,.0f} | {bare:,.0f} | {stored / bare:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -248,3 +248,30 @@ def test_missing_tensorrt_falls_back_only_when_the_profile_allows_it(model_dir: 
     strict = validate_profile(data, source="strict")
     with pytest.raises(BackendUnavailable, match="tensorrt"):
         build_pipeline(strict, model_dir, needs_face=True, needs_segmentation=False)
+
+
+def test_demo_prints_the_window_messages_it_receives(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from edgescreen.demo import run_demo
+
+    monkeypatch.setenv("EDGESCREEN_MODEL_DIR", str(model_dir))
+    out = io.StringIO()
+    assert run_demo(None, out, seconds=3.0, window_s=1.5) == 0
+    text = out.getvalue()
+    assert "status online (role posture)" in text and "status offline (role posture)" in text
+    assert text.count("/posture\n") == 2  # two 1.5-second windows from a 3-second clip
+    assert "head_tilt_deg mean=" in text
+    assert "received: " in text and "2 posture" in text
+
+
+def test_demo_without_mosquitto_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from edgescreen import demo
+
+    monkeypatch.setattr(demo, "find_mosquitto", lambda: None)  # stands for a host without Mosquitto
+    assert demo.run_demo(None, io.StringIO(), seconds=1.0) == 1
+    assert "sudo apt-get install mosquitto" in capsys.readouterr().err

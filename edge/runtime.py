@@ -123,6 +123,7 @@ class RunSummary:
     heartbeats: int = 0
     drained: bool = True
     reason: str = ""
+    failed: bool = False
     kinds: dict[str, int] = field(default_factory=dict)
 
 
@@ -186,7 +187,11 @@ class EdgeRuntime:
                     del result
                     self._store(messages)
                 elif self.results.finished:
-                    self.summary.reason = self.summary.reason or "end of input"
+                    # a camera that failed for good ends the run with an error (systemd restarts the service)
+                    self.summary.failed = self.results.health().state == "failed"
+                    self.summary.reason = self.summary.reason or (
+                        "camera failed" if self.summary.failed else "end of input"
+                    )
                     break
                 if self._unstored:
                     self._store([])

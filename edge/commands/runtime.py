@@ -117,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     runtime.outbox.close()
     notifier.close()
+    if summary.failed:
+        log.error("exiting with status 1: the camera failed for good (see the grabber log above)")
+        return 1
     return 0
 
 

@@ -335,6 +335,8 @@ def model_ready(data: Any, input_shape: list[int | None]) -> tuple[npt.NDArray[n
         x = prepared.x
         if isinstance(x, list):
             frames = min(len(walk) for walk in x)
+            if len(input_shape) > 1 and input_shape[1] is not None and input_shape[1] <= frames:
+                frames = input_shape[1]  # a model exported with a fixed number of frames
             array = np.stack([np.asarray(walk[:frames], dtype=np.float32) for walk in x])
         else:
             array = np.asarray(x, dtype=np.float32)

@@ -130,7 +130,7 @@ def _checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     kwargs = {"num_classes": 3, "width": 0.125}
     model = build_model("sconet_mt", **kwargs)
-    spec = {"name": "silhouettes", "shape": [None, 30, 64, 44], "dtype": "float32", "layout": "NTHW"}
+    spec = {"name": "silhouettes", "shape": [-1, -1, 64, 44], "dtype": "float32", "layout": "NTHW"}
     return save_checkpoint(
         tmp_path / "gait.pt",
         model=model,

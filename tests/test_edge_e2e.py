@@ -275,3 +275,23 @@ def test_demo_without_mosquitto_says_how_to_get_it(
     monkeypatch.setattr(demo, "find_mosquitto", lambda: None)  # stands for a host without Mosquitto
     assert demo.run_demo(None, io.StringIO(), seconds=1.0) == 1
     assert "sudo apt-get install mosquitto" in capsys.readouterr().err
+
+
+def test_a_camera_that_fails_for_good_ends_the_run_with_an_error(tmp_path: Path, model_dir: Path) -> None:
+    clip = tmp_path / "damaged.avi"
+    clip.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "device": {"site": SITE, "device_id": DEVICE},
+                "role": "posture",
+                "camera": {"source": str(clip), "reopen_backoff_s": 0.1, "reopen_backoff_max_s": 0.2},
+                "broker": {"url": f"mqtt://127.0.0.1:{free_port()}"},
+                "outbox": {"path": str(tmp_path / "outbox.sqlite"), "drain_on_stop_s": 0},
+            }
+        )
+    )
+    run = _edge_run(profile, clip, tmp_path, tmp_path, model_dir)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "stopped (camera failed)" in run.stderr and "cannot be decoded" in run.stderr

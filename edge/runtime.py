@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edge.backends.base import BackendUnavailable
-from edge.config import Profile, read_secret
+from edge.config import Profile, SecretError, read_secret
 from edge.heartbeat import HealthSnapshot, StageMeter, build_heartbeat
 from edge.mqtt_client import MqttPublisher
 from edge.outbox import Outbox, OutboxError
@@ -108,6 +108,40 @@ class CameraResults:
 
     def stop(self) -> None:
         self.feed.stop()
+
+
+class ReplayResults:
+    """Recorded or synthetic perception results from a replay file (`edgescreen edge run --replay FILE`),
+    fed as fast as the analyzer takes them; the file is validated before the first frame."""
+
+    def __init__(self, path: Path) -> None:
+        from edge.replay import read_replay
+
+        self.path = path
+        self._frames = read_replay(path)
+        self._first = next(self._frames, None)  # validates the whole file now, before the runtime starts
+        self._done = self._first is None
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float, meter: StageMeter) -> FrameResult | None:
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        frame = next(self._frames, None)
+        self._done = frame is None
+        return frame
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def health(self) -> CameraHealth:
+        return CameraHealth(state="ended" if self._done else "open")
+
+    def stop(self) -> None:
+        self._done = True
 
 
 @dataclass
@@ -354,6 +388,10 @@ def build_runtime(
         site=profile.device.site, device_id=profile.device.device_id, models=models, next_seq=outbox.next_seq
     )
     analyzer = create_analyzer(profile.role, ctx, profile.role_config())
+    if getattr(analyzer, "needs_site_key", False):  # the gait booth hashes student codes with the site secret
+        if profile.secrets.site_hmac_key is None:
+            raise SecretError("gait.subject_codes.input is set but secrets.site_hmac_key is not")
+        analyzer.use_site_key(read_secret(profile.secrets.site_hmac_key, "secrets.site_hmac_key"))  # type: ignore[attr-defined]
     publisher = None
     if connect:
         password = read_secret(profile.broker.password, "broker.password") if profile.broker.password else None

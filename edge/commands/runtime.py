@@ -30,6 +30,10 @@ def register(groups: Groups) -> None:
     run.add_argument("--model-dir", type=Path, help="converted models (default $EDGESCREEN_MODEL_DIR)")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument(
+        "--replay", type=Path, metavar="FILE",
+        help="perception results from a replay .npz (edge/replay.py) instead of camera + perception",
+    )  # fmt: skip
     run.set_defaults(func=_run)
 
     check = edge.add_parser(
@@ -80,7 +84,8 @@ def _model_dir(args: argparse.Namespace) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     from edge.config import ProfileError, SecretError
-    from edge.runtime import RunLimits, build_runtime
+    from edge.replay import ReplayError
+    from edge.runtime import ReplayResults, RunLimits, build_runtime
     from edge.sdnotify import Notifier
 
     try:
@@ -95,7 +100,11 @@ def _run(args: argparse.Namespace) -> int:
             model_dir=_model_dir(args),
             limits=RunLimits(max_frames=args.max_frames, duration_s=args.duration),
             notifier=notifier,
+            results=ReplayResults(args.replay) if args.replay is not None else None,
         )
+    except ReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (SecretError, RuntimeError, OSError, ValueError) as exc:
         log.error("cannot start the device runtime: %s", exc)
         notifier.status(f"failed to start: {exc}")

@@ -1,0 +1,205 @@
+"""The school gait-screening booth: one `GaitScreening` message per walk-through.
+
+Per frame the main person's keypoints, world landmarks and 64 x 44 silhouette are kept in memory while a walk
+is open (`gait_walk`). When the person has left (`leave_s` without anyone in view) the walk is judged
+(quality outcome), and a screenable walk gets its gait cycles and asymmetry measures (`gait_measures`) and,
+with a configured ScoNet-MT, class probabilities. The message is built at the frame that closed the walk, so
+it is in the outbox `leave_s` plus the model's run time after the person left; then every silhouette and
+keypoint track of the walk is dropped. A student code entered at the booth leaves only as an HMAC
+(`edge.subject_code`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends.base import BackendConfig
+from edge.perception.types import FrameResult, Person
+from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.gait_config import GaitConfig, GaitModelConfig
+from edge.roles.gait_measures import Track, gait_cycles, gait_measures
+from edge.roles.gait_silhouette import Silhouette, model_input, silhouette_from_mask
+from edge.roles.gait_walk import Walk, WalkDetector, WalkFrame, assess_walk
+from edge.subject_code import SubjectCodes
+from edge.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef, utcnow
+
+log = logging.getLogger(__name__)
+
+GAIT_CLASSES: tuple[GaitClass, ...] = ("negative", "neutral", "positive")  # ScoNet-MT output order
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class GaitModel:
+    """An exported ScoNet-MT run with the ONNX Runtime backend: silhouettes → P(negative, neutral, positive)."""
+
+    def __init__(self, config: GaitModelConfig) -> None:
+        from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        self.config = config
+        self.backend = OnnxRuntimeBackend(BackendConfig(type="onnxruntime", providers=["cpu"], threads=config.threads))
+        self.backend.load(config.path)
+        spec = self.backend.inputs[0]
+        fixed = [(d, w) for d, w in zip(spec.shape[2:], (64, 44), strict=False) if isinstance(d, int)]
+        if len(spec.shape) != 4 or any(d != w for d, w in fixed):
+            raise ValueError(
+                f"gait model {config.path}: input {spec.name!r} has shape {spec.shape}, expected [N, T, 64, 44]"
+            )
+        self.input_name = spec.name
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", config.path.stem).strip("-._") or "gait-model"
+        self.ref = ModelRef(name=name[:96], sha256=_sha256(config.path))
+
+    def probabilities(self, silhouettes: list[Silhouette]) -> dict[GaitClass, float] | None:
+        x = model_input(silhouettes, self.config.max_frames)
+        out = np.asarray(self.backend.infer({self.input_name: x})[0], np.float64).reshape(-1)
+        if out.size != len(GAIT_CLASSES):
+            raise ValueError(f"gait model {self.config.path}: {out.size} outputs, expected {len(GAIT_CLASSES)}")
+        if self.config.output == "logits":
+            out = np.exp(out - out.max())
+            out = out / out.sum()
+        if not np.isfinite(out).all():
+            return None
+        return {c: float(min(1.0, max(0.0, p))) for c, p in zip(GAIT_CLASSES, out, strict=True)}
+
+
+def main_person(persons: list[Person], min_score: float) -> tuple[Person | None, int]:
+    """The largest person scoring at least `min_score`, and how many did."""
+    people = [p for p in persons if p.score >= min_score]
+    if not people:
+        return None, 0
+    return max(people, key=lambda p: (p.bbox[2] - p.bbox[0]) * (p.bbox[3] - p.bbox[1])), len(people)
+
+
+class GaitAnalyzer(RoleAnalyzer):
+    role = "gait"
+    needs = PerceptionNeeds(pose=True, segmentation=True)
+
+    def __init__(self, ctx: EmitContext, config: GaitConfig | None = None) -> None:
+        super().__init__(ctx)
+        self.config = config or GaitConfig()
+        self.detector = WalkDetector(self.config)
+        self.model = GaitModel(self.config.model) if self.config.model is not None else None
+        self.codes: SubjectCodes | None = None
+        self._anchor: tuple[float, datetime] | None = None
+        self._last_t: float | None = None
+        self.frames_out_of_order = 0
+        self.walks = 0
+
+    @property
+    def needs_site_key(self) -> bool:
+        """True when student codes are read, so the runtime must hand over the site's HMAC secret."""
+        return self.config.subject_codes.input is not None
+
+    def use_site_key(self, secret: bytes) -> None:
+        """Start reading student codes (the configured input), hashed with the site secret."""
+        cfg = self.config.subject_codes
+        self.codes = SubjectCodes(secret, valid_s=cfg.valid_s, max_length=cfg.max_length)
+        if cfg.input is not None:
+            self.codes.start_reader(cfg.input)
+
+    # -- RoleAnalyzer -------------------------------------------------------------------------------------
+    def process(self, frame: FrameResult) -> list[ScoreMessage]:
+        t = frame.timestamp
+        if self._last_t is not None and t < self._last_t:
+            self.frames_out_of_order += 1
+            return []
+        self._last_t = t
+        if self._anchor is None:
+            self._anchor = (t, utcnow())
+        person, people = main_person(frame.persons, self.config.min_score)
+        record = WalkFrame(t=t, people=people)
+        if person is not None:
+            x0, _, x1, _ = person.bbox
+            record.cx = float((x0 + x1) / 2 / max(frame.width, 1))
+            record.keypoints = np.array(person.keypoints, np.float32)
+            record.world = np.array(person.world, np.float32) if person.world is not None else None
+            record.silhouette = silhouette_from_mask(person.mask)
+        walk = self.detector.update(record)
+        return [self._screen(walk)] if walk is not None else []
+
+    def flush(self) -> list[ScoreMessage]:
+        walk = self.detector.flush()
+        return [self._screen(walk)] if walk is not None else []
+
+    # -- per walk -----------------------------------------------------------------------------------------
+    def _screen(self, walk: Walk) -> GaitScreening:
+        started = time.perf_counter()
+        cfg = self.config
+        present = walk.present
+        try:
+            track = Track.from_frames(present, cfg.min_visibility)
+            silhouettes = [f.silhouette for f in present if f.silhouette is not None]
+            usable = int(sum(1 for f, ok in zip(present, track.valid, strict=True) if ok and f.silhouette is not None))
+            net = _net_direction(present)
+            cycles, signal = gait_cycles(track, net)
+            quality = assess_walk(walk, cfg, len(cycles), usable)
+            measures: dict[str, GaitMeasure] = {}
+            probabilities = None
+            if quality.outcome == "screened":
+                for name, (value, n) in gait_measures(track, signal, cycles).items():
+                    ok = value is not None and math.isfinite(value)
+                    measures[name] = GaitMeasure(value=value if ok else None, cycles=n if ok else 0)
+                if self.model is not None and silhouettes:
+                    probabilities = self.model.probabilities(silhouettes)
+            counts = {**quality.counts, "silhouettes": float(len(silhouettes))}
+            first, last, n_frames = walk.first_seen, walk.last_seen, len(walk.frames)
+        finally:
+            walk.drop()  # silhouettes and keypoint tracks end here, whatever happened
+        subject = None
+        if self.codes is not None:
+            subject = self.codes.current()
+            if subject is not None and quality.outcome == "screened":
+                self.codes.consume()
+        predicted: GaitClass | None = None
+        if probabilities:
+            best = int(np.argmax([probabilities[c] for c in GAIT_CLASSES]))
+            predicted = GAIT_CLASSES[best]
+        models = list(self.ctx.models)
+        if self.model is not None:
+            models.append(self.model.ref)
+        assert self._anchor is not None
+        t0, wall0 = self._anchor
+        self.walks += 1
+        message = GaitScreening(
+            device_id=self.ctx.device_id,
+            site=self.ctx.site,
+            seq=self.ctx.next_seq(),
+            window_start=wall0 + timedelta(seconds=first - t0),
+            window_end=wall0 + timedelta(seconds=last - t0),
+            models=models,
+            outcome=quality.outcome,
+            subject=subject,
+            probabilities=probabilities,
+            predicted=predicted,
+            measures=measures,
+            quality=counts,
+            frames=n_frames,
+        )
+        log.info(
+            "walk-through %d: %s, %d cycles, %.0f ms to build, closed %.2f s after the person left",
+            self.walks, quality.outcome, int(counts["gait_cycles"]), (time.perf_counter() - started) * 1e3,
+            walk.closed_at - last,
+        )  # fmt: skip
+        return message
+
+
+def _net_direction(frames: list[WalkFrame]) -> int:
+    xs = [f.cx for f in frames if f.cx is not None]
+    if len(xs) < 2:
+        return 0
+    net = float(np.median(xs[-3:]) - np.median(xs[:3]))
+    return 0 if net == 0 else (1 if net > 0 else -1)

@@ -36,7 +36,7 @@ SECONDS = 3.0
 WINDOW_S = 1.0
 TILT_METRIC = "head_tilt_deg"
 IMAGE_OR_ARRAY = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".npy", ".npz",
-                  ".mp4", ".avi", ".mkv", ".mjpeg", ".raw", ".pkl", ".pickle", ".pt", ".h5", ".json"}  # fmt: skip
+                  ".mp4", ".avi", ".mkv", ".mjpeg", ".raw", ".pkl", ".pickle", ".pt", ".h5"}  # fmt: skip
 
 
 def _profile(tmp: Path, name: str, url: str, outbox_dir: Path) -> Path:

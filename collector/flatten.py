@@ -19,11 +19,11 @@ def flatten(message: DeviceMessage) -> dict[str, float]:
         for name, stats in message.metrics.items():
             if stats.mean is not None:
                 out[f"{name}.mean"] = stats.mean
-            if stats.p90 is not None:
-                out[f"{name}.p90"] = stats.p90
             for band, fraction in stats.bands.items():
                 out[f"{name}.band.{band}"] = fraction
-            out[f"{name}.sustained"] = 1.0 if stats.sustained_risk else 0.0
+            # Percentiles and flags stay in the stored payload; rows here are what trends and rules read.
+            if stats.sustained_risk:
+                out[f"{name}.sustained"] = 1.0
     elif isinstance(message, GaitScreening):
         for cls, p in (message.probabilities or {}).items():
             out[f"prob.{cls}"] = p

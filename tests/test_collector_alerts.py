@@ -44,8 +44,8 @@ def alerts(db: Database) -> list[dict[str, object]]:
     return [dict(r) for r in rows]
 
 
-def make(tmp_path: Path, yaml_text: str) -> tuple[Database, AlertEngine]:
-    db = open_database(f"sqlite:///{tmp_path}/c.db")
+def make(tmp_path: Path, yaml_text: str, db_url: str | None = None) -> tuple[Database, AlertEngine]:
+    db = open_database(db_url or f"sqlite:///{tmp_path}/c.db")
     return db, AlertEngine(db, parse_rules(yaml_text))
 
 
@@ -65,8 +65,11 @@ rules:
 """
 
 
-def test_threshold_needs_duration_keeps_state_through_hysteresis_and_alerts_once(tmp_path: Path) -> None:
-    db, engine = make(tmp_path, FORWARD_HEAD)
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_threshold_needs_duration_keeps_state_through_hysteresis_and_alerts_once(
+    tmp_path: Path, dialect: str, request: pytest.FixtureRequest
+) -> None:
+    db, engine = make(tmp_path, FORWARD_HEAD, request.getfixturevalue("pg_url") if dialect == "postgresql" else None)
     severe = [0.6, 0.6, 0.4, 0.7, 0.6]  # 10-minute windows; 0.4 is inside the hysteresis band: still active
     for i, value in enumerate(severe[:2]):
         feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), severe=value, minutes=10))

@@ -191,7 +191,9 @@ class AlertEngine:
     # --- storage -----------------------------------------------------------------------------------
     def _state(self, conn: Connection, rule: str, subject: str) -> dict[str, Any]:
         t = schema.alert_state
-        row = conn.execute(select(t).where(t.c.rule == rule, t.c.subject == subject)).mappings().first()
+        # FOR UPDATE (PostgreSQL): two collectors on a shared subscription may see one device's messages.
+        query = select(t).where(t.c.rule == rule, t.c.subject == subject).with_for_update()
+        row = conn.execute(query).mappings().first()
         if row is None:
             return {"active": False, "period": "-", "accumulated_s": 0.0, "last_at": None, "last_value": None}
         return dict(row)

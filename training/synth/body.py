@@ -9,6 +9,7 @@ Body frame (before the whole-body heading is applied): metres, X towards the sub
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,23 +32,23 @@ L = Landmark
 
 def rot_x(deg: float) -> Array:
     """Rotation about X; positive tilts +Y towards +Z (forward flexion of an upward segment)."""
-    a = np.deg2rad(deg)
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    a = math.radians(deg)
+    c, s = math.cos(a), math.sin(a)
+    return np.array(((1.0, 0.0, 0.0), (0.0, c, -s), (0.0, s, c)))
 
 
 def rot_y(deg: float) -> Array:
     """Rotation about Y; positive turns +Z (the front) towards +X (the subject's left)."""
-    a = np.deg2rad(deg)
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    a = math.radians(deg)
+    c, s = math.cos(a), math.sin(a)
+    return np.array(((c, 0.0, s), (0.0, 1.0, 0.0), (-s, 0.0, c)))
 
 
 def rot_lat(deg: float) -> Array:
     """Lateral tilt about Z; positive tilts +Y towards +X (the subject's left)."""
-    a = np.deg2rad(-deg)
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    a = math.radians(-deg)
+    c, s = math.cos(a), math.sin(a)
+    return np.array(((c, -s, 0.0), (s, c, 0.0), (0.0, 0.0, 1.0)))
 
 
 UP = np.array([0.0, 1.0, 0.0])

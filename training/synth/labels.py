@@ -17,7 +17,7 @@ from training.synth.posture import Posture
 # Cervicogenic-headache risk (study 000): forward head posture and neck flexion drive it.
 CH_PROTRACTION_WEIGHT = 1.0 / 0.02  # per metre of head protraction (2 cm = 1 unit)
 CH_FLEXION_WEIGHT = 1.0 / 15.0  # per degree of neck flexion
-CH_THRESHOLD = 2.0
+CH_THRESHOLD = 3.3  # about 40 % of office workers above it
 CH_FLIP_RATE = 0.10
 
 # Scoliosis1K bands on the Cobb angle (degrees): < 10 negative, 10-20 neutral, >= 20 positive. The recorded

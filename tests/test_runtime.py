@@ -238,3 +238,16 @@ def test_notifier_is_silent_outside_systemd_and_uses_abstract_sockets() -> None:
         assert server.recv(100) == b"STATUS=hello"
     finally:
         server.close()
+
+
+def test_duration_limit(tmp_path: Path) -> None:
+    profile = _profile(tmp_path, "mqtt://127.0.0.1:1")
+    outbox = Outbox(profile.outbox_path())
+    ctx = EmitContext(site="site-1", device_id="dev-1", next_seq=outbox.next_seq)
+    runtime = EdgeRuntime(
+        profile, ListResults(0, 0.01, endless=True), EveryTenFrames(ctx), outbox, None, limits=RunLimits(None, 0.3)
+    )
+    started = time.monotonic()
+    summary = runtime.run()
+    assert 0.3 <= time.monotonic() - started < 3.0
+    assert summary.reason == "--duration 0.3s reached" and summary.frames > 5

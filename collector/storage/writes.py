@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,48 +40,22 @@ def write_batch(
     conn: Connection, db: Database, accepted: list[Accepted], rejected: list[Rejected], dead_letter_limit: int
 ) -> list[Accepted]:
     """Store a batch inside the caller's transaction; returns the messages that were new."""
-    new = _insert_scores(conn, db, accepted)
+    new, ends = _insert_scores(conn, db, accepted)
     if new:
-        _insert_metrics(conn, db, new)
+        _insert_metrics(conn, db, new, ends)
     if accepted:
         _update_devices(conn, db, accepted)
     if rejected:
         _store_rejects(conn, db, rejected, dead_letter_limit)
-    return new
-
-
-def _insert_scores(conn: Connection, db: Database, accepted: list[Accepted]) -> list[Accepted]:
-    unique: dict[str, Accepted] = {}
-    for item in accepted:
-        unique.setdefault(str(item.message.message_id), item)
-    if not unique:
-        return []
-    rows = []
-    for mid, item in unique.items():
-        msg = item.message
-        start, end = time_bounds(msg)
-        gait = msg if isinstance(msg, GaitScreening) else None
-        rows.append(
-            {
-                "message_id": mid,
-                "site": msg.site,
-                "device_id": msg.device_id,
-                "kind": msg.kind,
-                "seq": msg.seq,
-                "window_start": to_naive_utc(start),
-                "window_end": to_naive_utc(end),
-                "received_at": item.received_at,
-                "label": gait.predicted if gait else None,
-                "outcome": gait.outcome if gait else None,
-                "payload": item.payload,
-            }
-        )
-    insert_rows = _insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql
-    inserted = insert_rows(conn, rows)
-    return [item for mid, item in unique.items() if mid in inserted]
+    return [item for _, item in new]
 
 
 _SCORE_COLUMNS = tuple(c.name for c in schema.scores.columns)
+# The row tuples below are built in this order.
+assert _SCORE_COLUMNS == (
+    "message_id", "site", "device_id", "kind", "seq", "window_start", "window_end", "received_at", "label",
+    "outcome", "payload",
+)  # fmt: skip
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -88,7 +63,44 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(sep=" ", timespec="microseconds")
 
 
-def _insert_scores_postgresql(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+def _same(value: datetime) -> datetime:
+    return value
+
+
+def _insert_scores(
+    conn: Connection, db: Database, accepted: list[Accepted]
+) -> tuple[list[tuple[str, Accepted]], dict[str, object]]:
+    """Insert new score rows; returns (message id, item) of the new ones and each message's end time as stored."""
+    unique: dict[str, Accepted] = {}
+    for item in accepted:
+        unique.setdefault(str(item.message.message_id), item)
+    if not unique:
+        return [], {}
+    # Rows go to the driver as plain tuples (SQLite gets SQLAlchemy's DateTime text form directly).
+    as_db: Callable[[datetime], object] = _sqlite_time if db.dialect == "sqlite" else _same
+    received: dict[datetime, object] = {}
+    rows: list[tuple[object, ...]] = []
+    ends: dict[str, object] = {}
+    for mid, item in unique.items():
+        msg = item.message
+        start, end = time_bounds(msg)
+        end_db = as_db(to_naive_utc(end))
+        start_db = end_db if start is end else as_db(to_naive_utc(start))
+        ends[mid] = end_db
+        got = received.get(item.received_at)
+        if got is None:
+            got = received[item.received_at] = as_db(item.received_at)
+        gait = msg if isinstance(msg, GaitScreening) else None
+        label, outcome = (gait.predicted, gait.outcome) if gait else (None, None)
+        rows.append(
+            (mid, msg.site, msg.device_id, msg.kind, msg.seq, start_db, end_db, got, label, outcome, item.payload)
+        )
+    insert_rows = _insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql
+    inserted = insert_rows(conn, rows)
+    return [(mid, item) for mid, item in unique.items() if mid in inserted], ends
+
+
+def _insert_scores_postgresql(conn: Connection, rows: list[tuple[object, ...]]) -> set[str]:
     # COPY into a per-connection staging table, then one INSERT … ON CONFLICT DO NOTHING RETURNING: the
     # returned ids are exactly the rows this transaction inserted (replays and another collector's rows drop out).
     columns = ", ".join(_SCORE_COLUMNS)
@@ -96,7 +108,7 @@ def _insert_scores_postgresql(conn: Connection, rows: list[dict[str, Any]]) -> s
     raw: Any = conn.connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(f"COPY scores_incoming ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(tuple(row[c] for c in _SCORE_COLUMNS))
+            copy.write_row(row)
     result = conn.exec_driver_sql(
         f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_incoming "
         "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
@@ -104,42 +116,35 @@ def _insert_scores_postgresql(conn: Connection, rows: list[dict[str, Any]]) -> s
     return {r[0] for r in result}
 
 
-def _insert_scores_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+def _insert_scores_sqlite(conn: Connection, rows: list[tuple[object, ...]]) -> set[str]:
     # The write transaction holds SQLite's write lock (BEGIN IMMEDIATE), so what is absent now is inserted
     # by us alone; the plain executemany is several times faster than a RETURNING statement per row.
-    ids = [row["message_id"] for row in rows]
+    ids = [str(row[0]) for row in rows]
     existing: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
         found = conn.exec_driver_sql(f"SELECT message_id FROM scores WHERE message_id IN ({marks})", tuple(chunk))
         existing.update(r[0] for r in found)
-    fresh = [row for row in rows if row["message_id"] not in existing]
-    tuples = [
-        tuple(_sqlite_time(v) if isinstance(v, datetime) else v for v in (row[c] for c in _SCORE_COLUMNS))
-        for row in fresh
-    ]
-    if tuples:
+    fresh = [row for row in rows if row[0] not in existing]
+    if fresh:
         sql = f"INSERT INTO scores ({', '.join(_SCORE_COLUMNS)}) VALUES ({', '.join('?' * len(_SCORE_COLUMNS))})"
-        conn.exec_driver_sql(sql, tuples)
-    return {row["message_id"] for row in fresh}
+        conn.exec_driver_sql(sql, fresh)
+    return {str(row[0]) for row in fresh}
 
 
-def _insert_metrics(conn: Connection, db: Database, new: list[Accepted]) -> None:
-    # The hot path (about ten rows per message): plain DB-API executemany of tuples, no per-row
-    # SQLAlchemy parameter processing. SQLite gets the same text form SQLAlchemy writes for DateTime.
-    sqlite_dialect = db.dialect == "sqlite"
+def _insert_metrics(conn: Connection, db: Database, new: list[tuple[str, Accepted]], ends: dict[str, object]) -> None:
+    # The hot path (several rows per message): plain DB-API executemany of tuples on SQLite, COPY on
+    # PostgreSQL; no per-row SQLAlchemy parameter processing.
     rows: list[tuple[object, ...]] = []
-    for item in new:
+    for mid, item in new:
         msg = item.message
-        end = to_naive_utc(time_bounds(msg)[1])
-        at: object = _sqlite_time(end) if sqlite_dialect else end
-        head = (str(msg.message_id), msg.site, msg.device_id, msg.kind, at)
+        head = (mid, msg.site, msg.device_id, msg.kind, ends[mid])
         rows.extend((*head, name, value) for name, value in flatten(msg).items())
     if not rows:
         return
     columns = "message_id, site, device_id, kind, at, name, value"
-    if sqlite_dialect:
+    if db.dialect == "sqlite":
         conn.exec_driver_sql(f"INSERT INTO metric_values ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return
     # PostgreSQL: COPY inside the same transaction is an order of magnitude faster than executemany.

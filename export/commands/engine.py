@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,8 +14,15 @@ if TYPE_CHECKING:
 def register(groups: Groups) -> None:
     engine = groups.group("engine", "build TensorRT engines on the device")
     p = engine.add_parser("build", help="build (or reuse) the TensorRT engine of an ONNX model")
-    p.add_argument("model", type=Path, help="ONNX model (INT8 needs the QDQ model from `export quantize`)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    p.add_argument("model", type=Path, nargs="?", help="ONNX model (INT8 needs the QDQ model from `export quantize`)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="device profile: build every perception model it runs, at its backend's precision and engine cache",
+    )
+    p.add_argument(
+        "--precision", choices=["fp32", "fp16", "int8"], default=None, help="default fp16 (or the profile's)"
+    )
     p.add_argument("--dla", type=int, default=None, metavar="N", help="run on DLA core N (Jetson Orin), GPU fallback")
     p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MB")
     p.add_argument("--cache", type=Path, default=None, help="engine cache folder (default: engines/ beside the model)")
@@ -23,23 +31,73 @@ def register(groups: Groups) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if (args.model is None) == (args.profile is None):
+        print("error: give an ONNX model or --profile PROFILE (one of them)", file=sys.stderr)
+        return 2
+    if args.profile is not None:
+        return _build_profile(args)
+    return _build_one(args, args.model, args.precision or "fp16", args.cache)
+
+
+def _build_profile(args: argparse.Namespace) -> int:
+    """The engines `edgescreen edge run --profile P` will look up (the unit runs this before the runtime)."""
+    from edge.config import ProfileError, load_profile
+    from edge.model_store import ModelStore, ModelStoreError, default_model_dir
+    from edge.perception.face_detector import FaceDetector
+    from edge.perception.face_landmarker import FaceLandmarker
+    from edge.perception.pose_detector import PoseDetector
+    from edge.perception.pose_landmarker import PoseLandmarker
+
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    perception = profile.perception
+    backend = perception.backend
+    if backend.type != "tensorrt":
+        print(f"{args.profile}: backend {backend.type}: no TensorRT engine is needed")
+        return 0
+    names: list[str] = []
+    if perception.pose:
+        names += [PoseDetector.model_name, PoseLandmarker.model_name]
+    if perception.face:
+        names += [FaceDetector.model_name, FaceLandmarker.model_name]
+    precision = args.precision or backend.precision
+    cache = args.cache or backend.engine_cache
+    store = ModelStore(default_model_dir())
+    failed = 0
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {name} ({precision})", flush=True)
+        try:
+            model = store.path(name)
+        except ModelStoreError as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        failed += _build_one(args, model, precision, cache) != 0
+    # Role models (posture risk, gait) run on ONNX Runtime on the CPU: they need no engine.
+    return 1 if failed else 0
+
+
+def _build_one(args: argparse.Namespace, model: Path, precision: str, cache: Path | None) -> int:
     from export.tensorrt_build import EngineBuildError, build_engine
 
     try:
         result = build_engine(
-            args.model,
-            args.precision,
-            cache_dir=args.cache,
+            model,
+            precision,  # type: ignore[arg-type]
+            cache_dir=cache,
             workspace_mb=args.workspace_mb,
             dla_core=args.dla,
             max_batch=args.max_batch,
             opt_batch=1,
         )
     except EngineBuildError as exc:
-        print(f"error: {exc}")
+        print(f"error: {model}: {exc}")
         return 1
     state = "reused" if result.reused else f"built in {result.seconds:.1f} s"
-    print(f"{result.path}: {state} (TensorRT {result.key.tensorrt_version}, {result.key.gpu_name}, {args.precision})")
+    print(f"{result.path}: {state} (TensorRT {result.key.tensorrt_version}, {result.key.gpu_name}, {precision})")
     if result.removed_stale:
         print("removed stale engines: " + ", ".join(p.name for p in result.removed_stale))
     if args.dla is not None:

@@ -13,16 +13,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Command name -> training task (walkthroughs feed the gait booth, not a training task).
-KINDS = {
-    "posture-images": "posture-image",
-    "keypoints": "posture-keypoints",
-    "flexion": "flexion",
-    "gait": "gait",
-    "head-shift": "head-shift",
-    "xray": "xray",
-    "walkthroughs": None,
-}
+# One entry per `edgescreen synth` kind (training.synth.writers.TASK_OF_KIND maps them to tasks).
 HELP = {
     "posture-images": "seated office workers, side/oblique photos; image folder + labels.csv (control/ch)",
     "keypoints": "posture keypoint windows (BlazePose CSV per sample) + labels.csv (control/ch)",

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.synth import labels as rules
-from training.synth.body import Anthropometry, LimbPose, Skeleton, pose_body, sample_anthropometry
+from training.synth.body import Anthropometry, LimbPose, Skeleton, head_orientation, pose_body, sample_anthropometry
 from training.synth.camera import View, make_camera, view_camera
 from training.synth.gait import FlexionPattern, flexion_sequence, gait_sequence, sample_flexion, sample_gait
 from training.synth.posture import Posture, sample_posture, scoliosis
@@ -176,7 +176,7 @@ def flexion(seed: int, n: int) -> SynthSet:
             float(np.clip(srng.normal(40 + 1.5 * (pattern == "mi"), 8), 17, 68)),
         )
         rng = _rng(seed, task, i // k, i % k + 1)
-        params = sample_flexion(srng if i % k == 0 else rng, pattern)
+        params = sample_flexion(rng, pattern)  # each trial of the pattern varies
         heading = 0.0
         joints = flexion_sequence(anthro, posture, params, rng, fps=FLEXION_FPS, heading=heading)
         target = np.array([0.0, 0.75 * anthro.height, 0.2])
@@ -278,10 +278,11 @@ def head_shift(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:
         )
         images[i] = render_person_image(skel, cam, rng)
         targets[i] = rules.head_shift_target(posture, anthro, rng)
+        yaw, pitch, roll = head_orientation(posture)
         truth[i] = (
-            posture.head_yaw,
-            posture.head_pitch,
-            posture.head_roll,
+            yaw,
+            pitch,
+            roll,
             posture.head_lateral_shift / anthro.head_width,
             posture.head_sagittal_shift / anthro.head_width,
         )

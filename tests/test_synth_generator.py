@@ -116,9 +116,9 @@ def test_silhouettes_are_height_normalised_and_centred() -> None:
     joints, _ = gait_sequence(anthro, posture, params, fps=25, n_frames=10, start=(1.0, 0, 0), heading=-90)
     for far in (3.0, 6.0):  # the same walk at two distances gives the same normalised size
         cam = make_camera(320, 240, eye=(0.5, 1.0, -far), target=(0.5, 0.9, 0.0), hfov_deg=60)
-        from training.synth.body import Skeleton, _radii
+        from training.synth.body import Skeleton, body_radii
 
-        sil = normalise_silhouette(render_mask(Skeleton(joints[5], anthro, _radii(anthro)), cam))
+        sil = normalise_silhouette(render_mask(Skeleton(joints[5], anthro, body_radii(anthro)), cam))
         assert sil is not None and sil.shape == (64, 64) and sil.dtype == np.uint8
         rows = np.flatnonzero(sil.any(axis=1))
         assert rows[0] == 0 and rows[-1] == 63  # the person spans the full height

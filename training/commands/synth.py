@@ -33,6 +33,13 @@ def register(groups: Groups) -> None:
         p.add_argument("--n", type=int, default=None, help="number of samples (default: the task's default size)")
         p.add_argument("--seed", type=int, default=0, help="random seed (same seed, byte-identical output)")
         p.add_argument("--out", type=Path, required=True, help="output directory")
+        if kind == "walkthroughs":
+            p.add_argument(
+                "--scenarios",
+                default=None,
+                help="comma-separated scenarios to cycle through (default: the standard mix); "
+                "negative, positive, neutral, partial, two_people, standing, wrong_direction",
+            )
         if kind in ("posture-images", "head-shift", "xray"):
             p.add_argument("--image-size", type=int, default=128, help="square image size in pixels")
         p.set_defaults(func=_handler(kind))
@@ -45,7 +52,23 @@ def _handler(kind: str) -> Callable[[argparse.Namespace], int]:
         if args.n is not None and args.n < 1:
             log.error("--n must be >= 1")
             return 2
-        path = write_synthetic(kind, args.out, n=args.n, seed=args.seed, image_size=getattr(args, "image_size", 128))
+        scenarios = (
+            tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+            if kind == "walkthroughs" and args.scenarios
+            else None
+        )
+        try:
+            path = write_synthetic(
+                kind,
+                args.out,
+                n=args.n,
+                seed=args.seed,
+                image_size=getattr(args, "image_size", 128),
+                scenarios=scenarios,
+            )
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
         print(f"wrote {kind} to {path}")
         return 0
 

@@ -281,7 +281,7 @@ def pose_body(
     else:
         lift = float(root_arr[1])
     out += np.array([root_arr[0], lift, root_arr[2]])
-    return Skeleton(joints=out, anthro=a, radii=_radii(a))
+    return Skeleton(joints=out, anthro=a, radii=body_radii(a))
 
 
 def _mirror(landmark: Landmark) -> int:
@@ -290,7 +290,7 @@ def _mirror(landmark: Landmark) -> int:
     return int(Landmark[other])
 
 
-def _radii(a: Anthropometry) -> dict[str, float]:
+def body_radii(a: Anthropometry) -> dict[str, float]:
     """Capsule radii (metres) of the body parts, scaled by height and build."""
     s, g = a.scale, a.girth
     return {

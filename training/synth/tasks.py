@@ -15,7 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 from training.synth import labels as rules
-from training.synth.body import Anthropometry, LimbPose, Skeleton, head_orientation, pose_body, sample_anthropometry
+from training.synth.body import (
+    Anthropometry,
+    LimbPose,
+    Skeleton,
+    body_radii,
+    head_orientation,
+    pose_body,
+    sample_anthropometry,
+)
 from training.synth.camera import View, make_camera, view_camera
 from training.synth.gait import FlexionPattern, flexion_sequence, gait_sequence, sample_flexion, sample_gait
 from training.synth.posture import Posture, sample_posture, scoliosis
@@ -245,9 +253,7 @@ def gait_silhouettes(seed: int, n: int) -> SynthSet:
 
 
 def _skeleton(joints: npt.NDArray[np.float64], anthro: Anthropometry) -> Skeleton:
-    from training.synth.body import _radii
-
-    return Skeleton(joints=joints, anthro=anthro, radii=_radii(anthro))
+    return Skeleton(joints=joints, anthro=anthro, radii=body_radii(anthro))
 
 
 def head_shift(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:

@@ -21,7 +21,7 @@ from edge.perception.types import FrameResult, Person
 from edge.replay import write_replay
 from training.labels import GAIT_LABELS
 from training.synth import labels as rules
-from training.synth.body import Anthropometry, J, LimbPose, Skeleton, _radii, pose_body, sample_anthropometry
+from training.synth.body import Anthropometry, J, LimbPose, Skeleton, body_radii, pose_body, sample_anthropometry
 from training.synth.camera import Camera, make_camera
 from training.synth.gait import gait_sequence, sample_gait
 from training.synth.posture import sample_posture, scoliosis
@@ -127,7 +127,7 @@ def _person(joints: F64, keypoints: npt.NDArray[np.float32], anthro: Anthropomet
     visible = keypoints[:, 2] > 0.3
     if visible.sum() < 8:
         return None
-    mask = render_mask(Skeleton(joints, anthro, _radii(anthro)), cam)
+    mask = render_mask(Skeleton(joints, anthro, body_radii(anthro)), cam)
     ys, xs = np.nonzero(mask)
     if xs.size == 0:
         return None
@@ -170,6 +170,9 @@ def write_walkthroughs(out: str | Path, n: int, seed: int = 0, scenarios: tuple[
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     cycle = scenarios or _CYCLE
+    unknown = [s for s in cycle if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown walk-through scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
     labels: dict[str, Any] = {}
     for i in range(n):
         scenario = cycle[i % len(cycle)]

@@ -24,12 +24,21 @@ TASK_OF_KIND = {
 }
 
 
-def write_synthetic(kind: str, out: str | Path, *, n: int | None = None, seed: int = 0, image_size: int = 128) -> Path:
-    """Generate `n` samples of `kind` (a `edgescreen synth` kind) from `seed` into `out`; returns the directory."""
+def write_synthetic(
+    kind: str,
+    out: str | Path,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    image_size: int = 128,
+    scenarios: tuple[str, ...] | None = None,
+) -> Path:
+    """Generate `n` samples of `kind` (a `edgescreen synth` kind) from `seed` into `out`; returns the directory.
+    `scenarios` (walk-throughs only) replaces the standard mix."""
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     if kind == "walkthroughs":
-        write_walkthroughs(root, n if n is not None else 20, seed)
+        write_walkthroughs(root, n if n is not None else 20, seed, scenarios)
         return root
     if kind not in TASK_OF_KIND:
         raise ValueError(f"unknown synth kind {kind!r}; known: {', '.join([*TASK_OF_KIND, 'walkthroughs'])}")

@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
+from collector.mqtt_client import BufferedClient
 from collector.mqtt_url import parse_broker_url
 from collector.storage.engine import Database
 from collector.storage.writes import Accepted, Rejected, write_batch
@@ -96,7 +97,7 @@ class Ingestor:
     # --- MQTT -------------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         address = parse_broker_url(self.settings.broker_url)
-        client = mqtt.Client(
+        client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.settings.client_id,
             protocol=mqtt.MQTTv5,

@@ -1,0 +1,91 @@
+"""Gait booth on the real camera path with real perception: `edgescreen edge run --profile gait-booth.yaml
+--source CLIP` (a child process) → a real broker.
+
+A real photo of a person (skimage's astronaut) slides in from the left, across the frame and out at the
+right: exactly one walk-through, reported with its quality outcome (a photo shows no legs, so it cannot be a
+screening). A clip with nobody in view yields no walk-through at all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.wire import GaitScreening
+from edgescreen.clips import BACKGROUND, astronaut_bgr, make_empty_clip
+from tests.support.broker import MosquittoBroker
+from tests.test_delivery import Subscriber
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"
+SIZE = (640, 480)
+FPS = 10.0
+
+
+def make_crossing_clip(path: Path, *, seconds: float = 4.0, margin_s: float = 1.0) -> int:
+    """The photo enters at the image left, crosses at constant speed and leaves at the right; `margin_s` of empty
+    corridor before and after. Returns the number of frames."""
+    width, height = SIZE
+    photo = astronaut_bgr(int(height * 0.8))
+    ph, pw = photo.shape[:2]
+    y0 = (height - ph) // 2
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, SIZE)
+    assert writer.isOpened()
+    n_margin, n_cross = round(margin_s * FPS), round(seconds * FPS)
+    frames = 0
+    for i in range(2 * n_margin + n_cross):
+        canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
+        k = i - n_margin
+        if 0 <= k < n_cross:
+            x = round(-pw + (width + pw) * (k + 0.5) / n_cross)  # left edge of the photo
+            a, b = max(0, x), min(width, x + pw)
+            if b > a:
+                canvas[y0 : y0 + ph, a:b] = photo[:, a - x : b - x]
+        writer.write(canvas)
+        frames += 1
+    writer.release()
+    return frames
+
+
+def _run(clip: Path, url: str, tmp: Path, model_dir: Path, name: str) -> subprocess.CompletedProcess[str]:
+    creds = tmp / f"credentials-{name}"
+    creds.mkdir()
+    (creds / "site-secret").write_bytes(b"camera-test-site-secret\n")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds), "OMP_NUM_THREADS": "1",
+           "EDGESCREEN_MODEL_DIR": str(model_dir), "TMPDIR": str(tmp)}  # fmt: skip
+    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(PROFILE), "--source", str(clip),
+           "--broker", url, "--outbox", str(tmp / f"{name}-outbox.sqlite")]  # fmt: skip
+    return subprocess.run(cmd, input="", env=env, capture_output=True, text=True, timeout=240, check=False)
+
+
+def test_photo_crossing_the_frame_is_one_walkthrough_and_an_empty_clip_none(
+    tmp_path: Path, broker: MosquittoBroker, model_dir: Path
+) -> None:
+    crossing, empty = tmp_path / "crossing.avi", tmp_path / "empty.avi"
+    n_frames = make_crossing_clip(crossing)
+    make_empty_clip(empty, seconds=2.0, fps=FPS, size=SIZE)
+    sub = Subscriber(broker)
+
+    run = _run(crossing, broker.url, tmp_path, model_dir, "crossing")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sub.wait_for(lambda: any(m.kind == "gait" for m, _ in sub.messages), 10), run.stderr[-3000:]
+    run_empty = _run(empty, broker.url, tmp_path, model_dir, "empty")
+    assert run_empty.returncode == 0, run_empty.stderr[-3000:]
+    assert sub.wait_for(lambda: sum(1 for m, _ in sub.messages if m.kind == "status") >= 4, 10)
+    sub.close()
+    with sub.lock:
+        walks = [m for m, _ in sub.messages if isinstance(m, GaitScreening)]
+    assert len(walks) == 1, [(w.outcome, w.quality) for w in walks]
+    walk = walks[0]
+    print("photo crossing:", walk.outcome, walk.quality)
+    # the photo has no legs: never screened, but a quality outcome with its counts
+    assert walk.outcome in ("poor_view", "too_few_cycles")
+    assert walk.measures == {} and walk.probabilities is None and walk.subject is None
+    assert walk.quality["net_travel"] > 0.4 and walk.quality["silhouettes"] > 0
+    assert 0 < walk.frames <= n_frames
+    assert any(m.name.startswith("pose") for m in walk.models)

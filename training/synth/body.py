@@ -224,19 +224,7 @@ def pose_body(
     out[J["head"]] = head
     yaw, pitch, roll = head_orientation(p)
     r_head = r_trunk @ rot_y(yaw) @ rot_x(-pitch) @ rot_lat(roll)
-    s = a.head_width / 0.15
-    face = {
-        L.NOSE: (0.0, -0.005, 0.105),
-        L.LEFT_EYE_INNER: (0.016, 0.028, 0.088),
-        L.LEFT_EYE: (0.032, 0.030, 0.085),
-        L.LEFT_EYE_OUTER: (0.046, 0.029, 0.076),
-        L.LEFT_EAR: (0.075, 0.0, 0.0),
-        L.MOUTH_LEFT: (0.024, -0.045, 0.085),
-    }
-    for landmark, (x, y, z) in face.items():
-        out[landmark] = head + r_head @ (s * np.array([x, y, z]))
-        mirror = _mirror(landmark)
-        out[mirror] = head + r_head @ (s * np.array([-x, y, z]))
+    out[_FACE_INDEX] = head + (a.head_width / 0.15) * _FACE_OFFSETS @ r_head.T
 
     # Arms, in the girdle frame.
     for side_i, (shoulder, elbow, wrist, pinky, index, thumb, sign) in enumerate(
@@ -284,6 +272,17 @@ def pose_body(
     return Skeleton(joints=out, anthro=a, radii=body_radii(a))
 
 
+# Face landmarks relative to the head centre for a 15 cm wide head (head frame), left side mirrored to the right.
+_FACE_LEFT = {
+    L.NOSE: (0.0, -0.005, 0.105),
+    L.LEFT_EYE_INNER: (0.016, 0.028, 0.088),
+    L.LEFT_EYE: (0.032, 0.030, 0.085),
+    L.LEFT_EYE_OUTER: (0.046, 0.029, 0.076),
+    L.LEFT_EAR: (0.075, 0.0, 0.0),
+    L.MOUTH_LEFT: (0.024, -0.045, 0.085),
+}
+
+
 def _mirror(landmark: Landmark) -> int:
     name = landmark.name
     other = name.replace("LEFT", "RIGHT") if "LEFT" in name else name.replace("RIGHT", "LEFT")
@@ -326,3 +325,7 @@ CAPSULES: tuple[tuple[str, str, str, str], ...] = (
     ("right_shank", "right_knee", "right_ankle", "shank"),
     ("right_foot", "right_heel", "right_foot_index", "foot"),
 )
+
+
+_FACE_INDEX = [int(k) for k in _FACE_LEFT] + [_mirror(k) for k in _FACE_LEFT]
+_FACE_OFFSETS = np.array([v for v in _FACE_LEFT.values()] + [(-x, y, z) for x, y, z in _FACE_LEFT.values()])

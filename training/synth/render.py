@@ -94,9 +94,11 @@ def _pt(p: F64, shift: int) -> tuple[int, int]:
 def _draw_capsule(img: npt.NDArray[Any], a: F64, b: F64, radius: float, color: float | tuple[float, ...]) -> None:
     shift = 2
     thickness = max(1, round(2 * radius))
-    cv2.line(img, _pt(a, shift), _pt(b, shift), color, thickness, cv2.LINE_8, shift)
-    for p in (a, b):
-        cv2.circle(img, _pt(p, shift), max(1, round(radius)) << shift, color, -1, cv2.LINE_8, shift)
+    pa, pb = _pt(a, shift), _pt(b, shift)
+    if pa == pb:
+        cv2.circle(img, pa, max(1, round(radius)) << shift, color, -1, cv2.LINE_8, shift)
+    else:  # OpenCV's thick lines already have round caps
+        cv2.line(img, pa, pb, color, thickness, cv2.LINE_8, shift)
 
 
 def render_mask(skel: Skeleton, camera: Camera) -> U8:

@@ -256,13 +256,15 @@ def render_cervical_xray(curvature: float, rng: np.random.Generator, size: int =
     height = size * rng.uniform(0.62, 0.72)
     step = height / n
     theta = np.deg2rad(curvature)
-    start_angle = -theta / 2 + np.deg2rad(rng.normal(0, 4))  # tangent angle from vertical at C7, > 0 leans anterior
+    # Tangent angle from vertical (> 0 leans anterior, to the right). Going up from C7 a lordosis first leans
+    # anterior and turns back posterior, so the mid-cervical bodies lie anterior of the C2-C7 line.
+    start_angle = theta / 2 + np.deg2rad(rng.normal(0, 4))
     x, y = neck_cx - 4 * s, size * 0.88
     angle = start_angle
     body_w, body_h = 16 * s * rng.uniform(0.9, 1.1), step * 0.72
     intensity = rng.uniform(175, 215)
     for i in range(n):
-        angle_mid = angle + theta / (2 * n)
+        angle_mid = angle - theta / (2 * n)
         cx_b, cy_b = x + np.sin(angle_mid) * step / 2, y - np.cos(angle_mid) * step / 2
         deg = float(np.rad2deg(angle_mid))
         h_i = body_h * (1.4 if i == n - 1 else 1.0)  # C2 with the dens is taller
@@ -275,7 +277,7 @@ def render_cervical_xray(curvature: float, rng: np.random.Generator, size: int =
         box2 = (back, (float(body_w * 0.8), float(h_i * 0.6)), deg)
         cv2.fillPoly(canvas, [np.round(cv2.boxPoints(box2) * 4).astype(np.int32)], intensity * 0.7, cv2.LINE_8, 2)
         x, y = x + np.sin(angle_mid) * step, y - np.cos(angle_mid) * step
-        angle += theta / n
+        angle -= theta / n
     # Field placement, exposure and noise.
     rot = cv2.getRotationMatrix2D(
         (size / 2, size / 2), float(rng.normal(0, 5)), float(rng.uniform(0.9, 1.1))

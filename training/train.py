@@ -20,7 +20,7 @@ from training.checkpoint import save_checkpoint
 from training.cv import grouped_split, grouped_stratified_folds
 from training.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, TaskName, check_task, class_names
 from training.metrics import classification_metrics, regression_metrics
-from training.models.inputs import Prepared, prepare
+from training.models.inputs import Prepared, label_dict, prepare
 from training.models.registry import IMAGE_ARCHS, build_model, check_arch, default_arch
 from training.models.sconet import TEST_FRAME_LIMIT, TRAIN_FRAMES, ScoNet, batch_all_triplet_loss, sample_frames
 from training.progress import Progress
@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=32, ge=1, description="training batch size")
     lr: float | None = Field(default=None, gt=0, description="AdamW learning rate (default per architecture)")
     weight_decay: float = Field(default=1e-4, ge=0, description="AdamW weight decay")
-    patience: int = Field(default=5, ge=1, description="epochs without validation improvement before stopping")
+    patience: int = Field(default=8, ge=1, description="epochs without validation improvement before stopping")
     val_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of training subjects for early stopping")
     seed: int = Field(default=0, description="seed of data generation, folds, initialisation and batching")
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device")
@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     bootstrap_rounds: int = Field(default=1000, ge=50, description="bootstrap resamples for the 95 % CIs")
     progress: bool = Field(default=True, description="progress bar on stderr")
     train_frames: int = Field(default=TRAIN_FRAMES, ge=1, description="gait: frames sampled per walk in training")
+    width_factor: float | None = Field(
+        default=None, gt=0, le=1, description="explicit channel-width factor, overriding `width` (tests, tuning)"
+    )
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
 
 
@@ -88,7 +91,10 @@ class Trainer:
             if train:
                 return torch.stack([sample_frames(x[i], self.cfg.train_frames, gen) for i in idx]).to(self.device)
             return x[int(idx[0])][:TEST_FRAME_LIMIT][None].to(self.device)
-        return x[torch.as_tensor(idx)].to(self.device)
+        xb = x[torch.as_tensor(idx)]
+        if train and self.data.input_spec.get("layout") == "NCHW":
+            xb = _augment_images(xb, gen)
+        return xb.to(self.device)
 
     def _forward(self, model: nn.Module, idx: np.ndarray, train: bool, gen: torch.Generator) -> tuple[Tensor, Any]:
         xb = self._batch_x(idx, train, gen)
@@ -194,6 +200,18 @@ class Trainer:
         return model, {"best_epoch": best_epoch, "best_val_loss": best, "epochs_run": len(history), "history": history}
 
 
+def _augment_images(x: Tensor, gen: torch.Generator, max_shift: float = 0.06) -> Tensor:
+    """Small random translations and contrast changes (no flips: left/right carries meaning in these tasks)."""
+    n, _, h, w = x.shape
+    out = torch.empty_like(x)
+    limit = max(1, int(max_shift * min(h, w)))
+    shifts = torch.randint(-limit, limit + 1, (n, 2), generator=gen)
+    gains = 1.0 + 0.1 * (torch.rand(n, generator=gen) * 2 - 1)
+    for i in range(n):
+        out[i] = torch.roll(x[i], shifts=(int(shifts[i, 0]), int(shifts[i, 1])), dims=(1, 2)) * gains[i]
+    return out
+
+
 def _bins(y: np.ndarray, bins: int = 3) -> np.ndarray:
     """Quantile bins of the first regression target, to stratify folds."""
     v = y[:, 0] if y.ndim == 2 else y
@@ -227,10 +245,11 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
         from training.data import load_task_data
 
         data = load_task_data(task, cfg.data, cfg.seed)
+    labels_of_data = label_dict(getattr(data, "label_map", None))
     prepared = prepare(data, width=cfg.width, use_prom=cfg.use_prom)
     kwargs = dict(prepared.model_kwargs)
     if arch in IMAGE_ARCHS or arch in ("sconet", "sconet_mt", "head_shift_cnn"):
-        kwargs["width"] = WIDTH_FACTOR[cfg.width]
+        kwargs["width"] = cfg.width_factor or WIDTH_FACTOR[cfg.width]
     if arch not in IMAGE_ARCHS and arch != "head_shift_cnn":
         kwargs.pop("in_channels", None)
     if arch in IMAGE_ARCHS and "outputs" in kwargs:
@@ -274,7 +293,7 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
             "sha256": prepared.data_sha256,
             "class_counts": _class_counts(task, prepared.y) if kind != "regression" else {},
         },
-        "label_map": dict(data.label_map),
+        "label_map": labels_of_data,
         "input_spec": prepared.input_spec,
         "normalisation": prepared.normalisation,
         "folds": fold_reports,
@@ -289,7 +308,7 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
     assert final_model is not None and last_model is not None and last_test is not None
     save_checkpoint(
         out / "model.pt", model=final_model, task=task, arch=arch, model_kwargs=kwargs,
-        label_map=dict(data.label_map), input_spec=prepared.input_spec, normalisation=prepared.normalisation,
+        label_map=labels_of_data, input_spec=prepared.input_spec, normalisation=prepared.normalisation,
         data_sha256=prepared.data_sha256, metrics={"pooled": _headline(pooled, kind), "folds": cfg.folds},
     )  # fmt: skip
     report["checkpoint"] = "model.pt"

@@ -32,7 +32,7 @@ def register(groups: Groups) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--width", choices=("small", "full"), default="full", help="network width (small for CPU)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per architecture)")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
+    p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--frames", type=int, default=30, help="gait: frames sampled per walk in training (default 30)")
     p.add_argument("--prom", action="store_true", help="flexion: add patient-reported outcome measures as inputs")
@@ -54,7 +54,7 @@ def _handle(args: argparse.Namespace) -> int:
             train_frames=args.frames, threads=args.threads,
         )  # fmt: skip
         report = run_training(cfg, args.out)
-    except (ValidationError, ValueError, FileNotFoundError) as exc:
+    except (ValidationError, ValueError, FileNotFoundError, ImportError) as exc:
         log.error("train: %s", exc)
         return 2
     pooled = report["pooled"]

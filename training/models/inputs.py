@@ -118,13 +118,22 @@ def _resample(seq: np.ndarray, frames: int) -> np.ndarray:
     return out.reshape((frames, *seq.shape[1:])).astype(np.float32)
 
 
+def label_dict(label_map: Any) -> dict[str, int]:
+    """A task's label map as {name: index}, from a mapping or a list of names in index order (or None)."""
+    if not label_map:
+        return {}
+    if isinstance(label_map, dict):
+        return {str(k): int(v) for k, v in label_map.items()}
+    return {str(name): i for i, name in enumerate(label_map)}
+
+
 def _targets(data: Any, kind: str) -> np.ndarray:
     y = np.asarray(data.targets)
     if kind == "regression":
         y = y.astype(np.float32)
         return y.reshape(len(y), -1)
     if y.dtype.kind in "US" or y.dtype == object:
-        mapping = dict(data.label_map)
+        mapping = label_dict(data.label_map)
         try:
             return np.asarray([mapping[str(v)] for v in y], dtype=np.int64)
         except KeyError as exc:
@@ -140,13 +149,22 @@ def prepare(data: Any, width: str = "full", use_prom: bool = False) -> Prepared:
     subjects = [str(s) for s in data.subjects]
     if len(subjects) != len(y):
         raise ValueError(f"{task}: {len(y)} targets but {len(subjects)} subject ids")
-    classes = len(data.label_map) if kind != "regression" else 0
+    classes = len(label_dict(data.label_map)) if kind != "regression" else 0
     inputs = data.inputs
     prom = None
     if isinstance(inputs, dict):
         prom_arr = inputs.get("prom", inputs.get("proms"))
         prom = torch.as_tensor(np.asarray(prom_arr, dtype=np.float32)) if (use_prom and prom_arr is not None) else None
         inputs = inputs.get("keypoints", inputs.get("images", inputs.get("inputs")))
+    if use_prom and prom is None:
+        # PROMs may travel beside the keypoints (TaskData.extras / meta) rather than inside the inputs
+        for holder in ("extras", "meta", "extra"):
+            found = (getattr(data, holder, None) or {}).get("proms")
+            if found is not None:
+                prom = torch.as_tensor(np.asarray(found, dtype=np.float32))
+                break
+        else:
+            raise ValueError(f"{task}: --prom was asked for but the data carries no PROMs")
     digest = _hash(inputs, y, np.asarray(subjects))
     if task in ("posture-image", "head-shift", "xray"):
         size = IMAGE_SIZE[width][task]

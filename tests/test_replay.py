@@ -12,7 +12,7 @@ import pytest
 from edge.perception.landmarks import Landmark
 from edge.perception.types import FrameResult, HeadPose, Person
 from edge.replay import ReplayError, read_replay, write_replay
-from training.synth.walkthrough import render_walkthrough, write_walkthroughs
+from training.synth.walkthrough import booth_camera, render_walkthrough, scenario_walkers, write_walkthroughs
 
 
 def _person(rng: np.random.Generator, width: int, height: int, with_mask: bool) -> Person:
@@ -145,3 +145,19 @@ def test_walkthroughs_write_replays_with_labels_deterministically(tmp_path: Path
     frames = list(read_replay(tmp_path / "a" / "walk_0000.npz"))
     assert len(frames) == doc["files"]["walk_0000.npz"]["n_frames"]
     assert frames[1].timestamp == pytest.approx(1 / 25)
+
+
+def test_positive_walkthroughs_show_more_shoulder_asymmetry_than_negative_ones() -> None:
+    def shoulder_tilt(scenario: str, index: int) -> float:
+        rng = np.random.default_rng([2, index])
+        walkers, _ = scenario_walkers(scenario, rng, booth_camera(rng))
+        joints = walkers[0].joints  # world frame, Y up (the camera's downward pitch would add a side-view bias)
+        diff = joints[:, Landmark.RIGHT_SHOULDER, 1] - joints[:, Landmark.LEFT_SHOULDER, 1]
+        return abs(float(diff.mean()))
+
+    positive = [shoulder_tilt("positive", i) for i in range(4)]
+    negative = [shoulder_tilt("negative", i) for i in range(4, 8)]
+    # A >= 20 deg Cobb curve tilts the shoulders by about a centimetre or more on average; posture noise can hide
+    # it in an individual student, as it does in a real screening.
+    assert np.mean(positive) > 0.008
+    assert np.mean(positive) > 2 * np.mean(negative), (positive, negative)

@@ -42,7 +42,19 @@ KEYPOINT_IMAGE = (640, 480)  # width, height of the frames the synthetic keypoin
 POSTURE_WINDOW = 8  # frames per posture-keypoints sample (reduced to one pose by the per-landmark median)
 FLEXION_FPS = 15.0
 GAIT_FPS = 25.0
-GAIT_VIEWS = ("090", "270")  # walking towards image left / image right, seen from the side
+GAIT_VIEWS = ("090", "270")
+# meta["truth"] of head-shift: head yaw/pitch/roll relative to the trunk (HeadPose conventions, degrees), the true
+# shifts in head widths, and where the camera sits seen from the head (azimuth > 0 towards the subject's left,
+# elevation > 0 above). The head pose as the camera sees it: yaw - camera_azimuth, pitch - camera_elevation.
+HEAD_TRUTH_COLUMNS = (
+    "yaw",
+    "pitch",
+    "roll",
+    "lateral",
+    "sagittal",
+    "camera_azimuth",
+    "camera_elevation",
+)  # walking towards image left / image right, seen from the side
 
 TASK_CODES = {"posture-image": 1, "posture-keypoints": 2, "flexion": 3, "gait": 4, "head-shift": 5, "xray": 6}
 DEFAULT_SIZES = {
@@ -264,7 +276,7 @@ def head_shift(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:
     images = np.empty((n, size, size, 3), np.uint8)
     targets = np.empty((n, 2), np.float32)
     subjects = []
-    truth = np.empty((n, 5), np.float32)
+    truth = np.empty((n, 7), np.float32)
     for i in range(n):
         srng = _rng(seed, task, i // k)
         anthro = sample_anthropometry(srng)
@@ -285,17 +297,18 @@ def head_shift(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:
         images[i] = render_person_image(skel, cam, rng)
         targets[i] = rules.head_shift_target(posture, anthro, rng)
         yaw, pitch, roll = head_orientation(posture)
+        to_camera = cam.centre - skel["head"]
         truth[i] = (
             yaw,
             pitch,
             roll,
             posture.head_lateral_shift / anthro.head_width,
             posture.head_sagittal_shift / anthro.head_width,
+            float(np.degrees(np.arctan2(to_camera[0], to_camera[2]))),
+            float(np.degrees(np.arctan2(to_camera[1], np.hypot(to_camera[0], to_camera[2])))),
         )
         subjects.append(_subject_id(task, i // k))
-    return SynthSet(
-        images, targets, subjects, {"truth": truth, "truth_columns": ["yaw", "pitch", "roll", "lateral", "sagittal"]}
-    )
+    return SynthSet(images, targets, subjects, {"truth": truth, "truth_columns": list(HEAD_TRUTH_COLUMNS)})
 
 
 def xray(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:

@@ -68,6 +68,15 @@ def sample_gait(rng: np.random.Generator, anthro: Anthropometry, posture: Postur
     )
 
 
+PAIN_PREVALENCE = 0.15
+
+
+def pain_level(rng: np.random.Generator) -> float:
+    """Back or leg pain unrelated to scoliosis (0 for most; 0.3-1 for PAIN_PREVALENCE of subjects): a confounder
+    that makes gait asymmetric without a curve."""
+    return float(rng.uniform(0.3, 1.0)) if rng.random() < PAIN_PREVALENCE else 0.0
+
+
 def limb_pose_at(params: GaitParams, phase: float) -> LimbPose:
     """The limb angles at gait phase `phase` (cycles; 0 = left heel strike)."""
     phases = (phase % 1.0, (phase - 0.5 - params.step_time_asymmetry) % 1.0)

@@ -25,7 +25,7 @@ from training.synth.body import (
     sample_anthropometry,
 )
 from training.synth.camera import View, make_camera, view_camera
-from training.synth.gait import FlexionPattern, flexion_sequence, gait_sequence, sample_flexion, sample_gait
+from training.synth.gait import FlexionPattern, flexion_sequence, gait_sequence, pain_level, sample_flexion, sample_gait
 from training.synth.posture import Posture, sample_posture, scoliosis
 from training.synth.render import (
     estimator_keypoints,
@@ -237,7 +237,7 @@ def gait_silhouettes(seed: int, n: int) -> SynthSet:
         rng = _rng(seed, task, i // k, i % k + 1)
         view = GAIT_VIEWS[i % k % len(GAIT_VIEWS)]
         heading = 90.0 if view == "090" else -90.0
-        params = sample_gait(rng, anthro, posture)
+        params = sample_gait(rng, anthro, posture, pain=pain_level(rng))
         n_frames = int(rng.integers(30, 46))
         span = params.speed * n_frames / GAIT_FPS
         start = (-np.sign(heading) * span / 2, 0.0, 0.0)

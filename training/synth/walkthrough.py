@@ -23,7 +23,7 @@ from training.labels import GAIT_LABELS
 from training.synth import labels as rules
 from training.synth.body import Anthropometry, J, LimbPose, Skeleton, body_radii, pose_body, sample_anthropometry
 from training.synth.camera import Camera, make_camera
-from training.synth.gait import gait_sequence, sample_gait
+from training.synth.gait import gait_sequence, pain_level, sample_gait
 from training.synth.posture import sample_posture, scoliosis
 from training.synth.render import estimator_keypoints, render_mask
 
@@ -59,7 +59,7 @@ def _walk(rng: np.random.Generator, cobb: float, *, direction: int, depth: float
     """One walker crossing the view. direction +1 walks towards image right (world -X)."""
     anthro = sample_anthropometry(rng, age="adolescent")
     posture = replace(sample_posture(rng, "standing"), **scoliosis(cobb, rng))
-    params = sample_gait(rng, anthro, posture)
+    params = sample_gait(rng, anthro, posture, pain=pain_level(rng))
     heading = -90.0 if direction > 0 else 90.0
     start_x = direction * (half_width + 0.8)
     if turn_back:

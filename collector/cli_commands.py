@@ -17,6 +17,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     run.add_argument("--share", metavar="GROUP", help="shared subscription group, to split load between collectors")
     run.add_argument("--client-id", help="MQTT client id; keep it stable so the broker keeps the session")
     run.add_argument("--batch", type=int, default=2000, help="most messages stored per transaction")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingest processes sharing one subscription (default 1)",
+    )
     run.add_argument("--secret-file", type=Path, help="file with the key that signs dashboard sessions")
     run.add_argument(
         "--insecure-cookies", action="store_true", help="session cookie without Secure (plain-HTTP test set-ups only)"
@@ -53,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         secret_file=args.secret_file,
         secure_cookies=not args.insecure_cookies,
         k_anonymity=args.k,
+        workers=max(1, args.workers),
     )
     return CollectorService(settings).run_forever()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
+import os
 import secrets
 import signal
 import threading
@@ -34,11 +37,17 @@ class ServiceSettings:
     secure_cookies: bool = True
     k_anonymity: int = 11
     tick_s: float = 5.0
+    workers: int = 1
+    parent_pid: int | None = None  # set in worker processes: they stop when the main process is gone
 
 
 class CollectorService:
     def __init__(self, settings: ServiceSettings) -> None:
+        if settings.workers > 1 and not settings.share_group:
+            # Several ingest processes split the stream through a shared subscription of their own.
+            settings = dataclasses.replace(settings, share_group=settings.client_id)
         self.settings = settings
+        self._workers: list[multiprocessing.process.BaseProcess] = []
         self.db = open_database(settings.db_url)
         self.alerts: AlertEngine | None = None
         if settings.rules_path is not None:
@@ -62,7 +71,16 @@ class CollectorService:
         self.ingestor.start()
         if self.alerts is not None:
             self.alerts.start()
-            threading.Thread(target=self._tick_loop, name="collector-alert-tick", daemon=True).start()
+            if self.settings.parent_pid is None:
+                threading.Thread(target=self._tick_loop, name="collector-alert-tick", daemon=True).start()
+        context = multiprocessing.get_context("spawn")
+        for i in range(1, self.settings.workers):
+            worker = dataclasses.replace(
+                self.settings, client_id=f"{self.settings.client_id}-w{i}", http=None, workers=1, parent_pid=os.getpid()
+            )
+            process = context.Process(target=_run_worker, args=(worker,), name=f"collector-ingest-{i}")
+            process.start()
+            self._workers.append(process)
         if self.settings.http:
             from collector.web.server import WebServer
 
@@ -85,6 +103,10 @@ class CollectorService:
 
     def stop(self) -> None:
         self._stop.set()
+        for process in self._workers:
+            process.terminate()
+        for process in self._workers:
+            process.join(timeout=30)
         if self._web is not None:
             self._web.stop()
         self.ingestor.stop()
@@ -101,6 +123,14 @@ class CollectorService:
         signal.signal(signal.SIGINT, _signal)
         self.start()
         log.info("collector running (client id %s)", self.settings.client_id)
-        self._stop.wait()
+        while not self._stop.wait(1.0):
+            if self.settings.parent_pid is not None and os.getppid() != self.settings.parent_pid:
+                log.warning("main collector process is gone; stopping this ingest worker")
+                break
         self.stop()
         return 0
+
+
+def _run_worker(settings: ServiceSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    CollectorService(settings).run_forever()

@@ -235,3 +235,29 @@ def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path
     expected_metrics = sum(len(_flat(p)) for _, p in messages)
     assert count(db, schema.metric_values) == expected_metrics, "a replayed message was flattened twice"
     db.dispose()
+
+
+def test_collector_with_two_ingest_processes_stores_each_message_once(tmp_path: Path, broker: MosquittoBroker) -> None:
+    db_url = f"sqlite:///{tmp_path}/c.db"
+    db = open_database(db_url)
+    log = tmp_path / "collector.log"
+    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
+    out = log.open("ab")
+    proc = subprocess.Popen([*cmd, "--client-id", "multi", "--workers", "2"], cwd=REPO, stdout=out, stderr=out)
+    try:
+        connected = lambda: log.read_text().count("connected to") >= 2  # noqa: E731
+        wait_until(connected, timeout=60, what=f"both ingest processes ({log})")
+        time.sleep(0.3)
+        messages = [m for k in range(4) for m in mixed_stream("site-m", f"dev-{k}", 300, seed=20 + k)]
+        publish(broker, messages)
+        wait_until(lambda: count_safe(db) == len(messages), timeout=60, what="all stored")
+        time.sleep(0.5)
+        with db.reader.connect() as conn:
+            per_batch = conn.execute(select(schema.scores.c.received_at).distinct()).all()
+        assert count(db, schema.scores) == len(messages) and len(per_batch) > 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        out.close()
+    assert proc.returncode == 0, "main process and worker stop cleanly on SIGTERM"
+    db.dispose()

@@ -146,3 +146,15 @@ def test_retention_refuses_a_zero_day_window(tmp_path: Path, capsys: pytest.Capt
     url = f"sqlite:///{tmp_path}/c.db"
     assert main(["maintenance", "--state-dir", str(tmp_path / "s"), "--db", url, "--retain-days", "0"]) == 1
     assert "retention must be at least 1 day" in capsys.readouterr().err
+
+
+def test_an_outbox_open_in_a_running_device_is_compacted_and_stays_usable(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with Outbox(state / "edge" / "outbox.sqlite") as device:
+        ids = device.put_many([("t/x", b"y" * 2048, i) for i in range(600)])
+        device.ack_many(ids[:595])
+        report = maintenance.compact_outbox(state / "edge" / "outbox.sqlite")
+        assert report.ok and report.skipped is None and report.depth == 5
+        assert report.bytes_after < report.bytes_before / 10
+        device.put("t/x", b"after", 600)  # the device's own connection goes on writing
+        assert [m.payload for m in device.pending()] == [b"y" * 2048] * 5 + [b"after"]

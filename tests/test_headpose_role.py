@@ -50,6 +50,7 @@ def test_head_roll_follows_the_photo_rotation_with_real_perception(tmp_path: Pat
         assert message.metrics["yaw_deg"].valid_frames >= 3  # the face was found: the face-mesh angles
     # second window of each step (keypoint smoothing settles in the first): the change equals the turn
     level, turned, back = rolls[1], rolls[3], rolls[5]
+    print(f"roll per window {[round(r, 1) for r in rolls]}: +12° → {turned - level:+.1f}, -8° → {back - level:+.1f}")
     assert turned - level == pytest.approx(12.0, abs=3.0), rolls
     assert back - level == pytest.approx(-8.0, abs=3.0), rolls
 

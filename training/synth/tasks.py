@@ -40,7 +40,7 @@ U8 = npt.NDArray[np.uint8]
 IMAGE_SIZE = 128
 KEYPOINT_IMAGE = (640, 480)  # width, height of the frames the synthetic keypoints come from
 POSTURE_WINDOW = 8  # frames per posture-keypoints sample (reduced to one pose by the per-landmark median)
-FLEXION_FPS = 15.0
+FLEXION_FPS = 10.0
 GAIT_FPS = 25.0
 GAIT_VIEWS = ("090", "270")
 # meta["truth"] of head-shift: head yaw/pitch/roll relative to the trunk (HeadPose conventions, degrees), the true
@@ -60,7 +60,7 @@ TASK_CODES = {"posture-image": 1, "posture-keypoints": 2, "flexion": 3, "gait": 
 DEFAULT_SIZES = {
     "posture-image": 400,
     "posture-keypoints": 1000,
-    "flexion": 300,
+    "flexion": 200,
     "gait": 240,
     "head-shift": 400,
     "xray": 300,

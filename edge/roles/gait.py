@@ -51,7 +51,8 @@ class GaitModel:
         from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         self.config = config
-        self.backend = OnnxRuntimeBackend(BackendConfig(type="onnxruntime", providers=["cpu"], threads=config.threads))
+        backend = BackendConfig(type="onnxruntime", providers=config.providers, threads=config.threads)
+        self.backend = OnnxRuntimeBackend(backend)
         self.backend.load(config.path)
         spec = self.backend.inputs[0]
         fixed = [(d, w) for d, w in zip(spec.shape[2:], (64, 44), strict=False) if isinstance(d, int)]

@@ -11,6 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.backends.base import Provider
+
+
+def _cpu_only() -> list[Provider]:
+    return ["cpu"]
+
+
 WalkDirection = Literal["left_to_right", "right_to_left", "either"]
 
 
@@ -27,6 +34,11 @@ class GaitModelConfig(BaseModel):
         default=30, ge=4, le=720, description="silhouettes fed to the model, evenly sampled over the walk"
     )
     threads: int = Field(default=1, ge=1, le=16, description="ONNX Runtime intra-op threads")
+    providers: list[Provider] = Field(
+        default_factory=_cpu_only,
+        description="ONNX Runtime execution providers in order of preference (['cuda', 'cpu'] on a Jetson keeps "
+        "the result within a second of the person leaving)",
+    )
 
 
 class SubjectCodeConfig(BaseModel):

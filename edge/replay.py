@@ -15,9 +15,11 @@ Masks come back as float32 0/1 arrays of the full image size, as perception hand
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -101,9 +103,9 @@ def write_replay(path: str | Path, frames: Iterable[FrameResult]) -> int:
     n = len(person_frame)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as handle:
-        np.savez_compressed(
-            handle,
+    _write_npz(
+        target,
+        dict(
             format=np.array(FORMAT),
             version=np.array(VERSION),
             width=np.array(width),
@@ -118,8 +120,20 @@ def write_replay(path: str | Path, frames: Iterable[FrameResult]) -> int:
             mask_box=np.asarray(boxes, np.int32).reshape(n, 4),
             mask_bits=np.frombuffer(b"".join(chunks), np.uint8),
             mask_offset=offsets,
-        )
+        ),
+    )
     return len(timestamps)
+
+
+def _write_npz(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """Like np.savez_compressed, but with fixed zip timestamps so the same frames give the same bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(info, buffer.getvalue())
 
 
 def _load(path: Path) -> dict[str, npt.NDArray[np.generic]]:

@@ -161,3 +161,16 @@ def test_positive_walkthroughs_show_more_shoulder_asymmetry_than_negative_ones()
     # it in an individual student, as it does in a real screening.
     assert np.mean(positive) > 0.008
     assert np.mean(positive) > 2 * np.mean(negative), (positive, negative)
+
+
+def test_replay_bytes_do_not_depend_on_the_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    points = np.ones((33, 3), np.float32)
+    person = Person(0.9, (0, 0, 4, 4), points, points * 0, np.ones((8, 8), np.float32))
+    frames = [FrameResult(0.0, 8, 8, [person])]
+    write_replay(tmp_path / "a.npz", frames)
+    later = time.time() + 7200
+    monkeypatch.setattr(time, "time", lambda: later)
+    write_replay(tmp_path / "b.npz", frames)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()

@@ -49,7 +49,13 @@ def open_alert(db: Database, site: str, device: str) -> str:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path}/c.db")
+    database = seeded(f"sqlite:///{tmp_path}/c.db")
+    yield database
+    database.dispose()
+
+
+def seeded(url: str) -> Database:
+    database = open_database(url)
     now = datetime.now(UTC)
     messages: list[object] = [
         status("school-a", "booth-1", 0, now, role="gait"),
@@ -72,8 +78,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
     store(database, *messages)
     add_user(database, "alice", PASSWORD, ["school-a"])
     add_user(database, "bob", PASSWORD, ["school-b"])
-    yield database
-    database.dispose()
+    return database
 
 
 def client_for(db: Database) -> TestClient:
@@ -206,3 +211,14 @@ def test_headpose_export_blanks_days_under_k(db: Database) -> None:
     assert rows[1:], "one row per device and day"
     for _device, _day, windows, mean in rows[1:]:
         assert (windows == "" and mean == "") or int(windows) >= 11
+
+
+@pytest.mark.postgres
+def test_pages_and_exports_on_postgresql(pg_url: str) -> None:
+    database = seeded(pg_url)
+    try:
+        test_pages_draw_charts(database)
+        test_screening_export_suppresses_small_and_revealing_cells(database)
+        test_headpose_export_blanks_days_under_k(database)
+    finally:
+        database.dispose()

@@ -53,9 +53,7 @@ def make_crossing_clip(path: Path, *, seconds: float = 4.0, margin_s: float = 1.
 
 
 def _run(clip: Path, url: str, tmp: Path, model_dir: Path, name: str) -> subprocess.CompletedProcess[str]:
-    creds = tmp / f"credentials-{name}"
-    creds.mkdir()
-    (creds / "site-secret").write_bytes(b"camera-test-site-secret\n")
+    creds = tmp / "credentials"
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds), "OMP_NUM_THREADS": "1",
            "EDGESCREEN_MODEL_DIR": str(model_dir), "TMPDIR": str(tmp)}  # fmt: skip
     cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(PROFILE), "--source", str(clip),
@@ -70,6 +68,9 @@ def test_photo_crossing_the_frame_is_one_walkthrough_and_an_empty_clip_none(
     n_frames = make_crossing_clip(crossing)
     make_empty_clip(empty, seconds=2.0, fps=FPS, size=SIZE)
     sub = Subscriber(broker)
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "site-secret").write_bytes(b"camera-test-site-secret\n")
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
 
     run = _run(crossing, broker.url, tmp_path, model_dir, "crossing")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -89,3 +90,10 @@ def test_photo_crossing_the_frame_is_one_walkthrough_and_an_empty_clip_none(
     assert walk.quality["net_travel"] > 0.4 and walk.quality["silhouettes"] > 0
     assert 0 < walk.frames <= n_frames
     assert any(m.name.startswith("pose") for m in walk.models)
+    # no silhouette, mask, crop or track reached the disk: the runs wrote their outboxes (and ONNX Runtime its
+    # one-line session id in $TMPDIR), the broker its own files, nothing else
+    new = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    written = {p for p in new if not p.is_relative_to(tmp_path / "broker")}
+    allowed = {tmp_path / f"{n}-outbox.sqlite{s}" for n in ("crossing", "empty") for s in ("", "-wal", "-shm")}
+    allowed |= {tmp_path / ".ses"}
+    assert written <= allowed, sorted(written - allowed)

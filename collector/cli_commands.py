@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import sys
 from pathlib import Path
 
 
@@ -61,7 +62,19 @@ def _run(args: argparse.Namespace) -> int:
         k_anonymity=args.k,
         workers=max(1, args.workers),
     )
-    return CollectorService(settings).run_forever()
+    from sqlalchemy.exc import OperationalError
+
+    from collector.alerts.rules import RulesError
+
+    try:
+        service = CollectorService(settings)
+    except (RulesError, ValueError) as exc:  # DatabaseUrlError and bad --broker/--http are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"error: cannot open the database {args.db}: {exc.orig or exc}", file=sys.stderr)
+        return 1
+    return service.run_forever()
 
 
 def _user_add(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from collector.ingest import Ingestor, IngestSettings
+from collector.mqtt_url import parse_broker_url
 from collector.storage import open_database
 
 if TYPE_CHECKING:
@@ -46,15 +47,24 @@ class CollectorService:
         if settings.workers > 1 and not settings.share_group:
             # Several ingest processes split the stream through a shared subscription of their own.
             settings = dataclasses.replace(settings, share_group=settings.client_id)
+        parse_broker_url(settings.broker_url)
+        if settings.http:
+            from collector.web.server import parse_host_port
+
+            parse_host_port(settings.http)
         self.settings = settings
         self._workers: list[multiprocessing.process.BaseProcess] = []
-        self.db = open_database(settings.db_url)
-        self.alerts: AlertEngine | None = None
+        rules = None
         if settings.rules_path is not None:
-            from collector.alerts.engine import AlertEngine
             from collector.alerts.rules import load_rules
 
-            self.alerts = AlertEngine(self.db, load_rules(settings.rules_path))
+            rules = load_rules(settings.rules_path)  # before the database, so a bad file changes nothing
+        self.db = open_database(settings.db_url)
+        self.alerts: AlertEngine | None = None
+        if rules is not None:
+            from collector.alerts.engine import AlertEngine
+
+            self.alerts = AlertEngine(self.db, rules)
         ingest_settings = IngestSettings(
             broker_url=settings.broker_url,
             client_id=settings.client_id,

@@ -261,3 +261,24 @@ def test_collector_with_two_ingest_processes_stores_each_message_once(tmp_path: 
         out.close()
     assert proc.returncode == 0, "main process and worker stop cleanly on SIGTERM"
     db.dispose()
+
+
+def test_bad_command_line_values_are_reported_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgescreen.cli import main
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: x, type: screening, min_probabilty: 0.5}]\n")
+    db_path = tmp_path / "c.db"
+    cases = {
+        ("--db", "mysql://host/db"): "only sqlite:///path and postgresql://",
+        ("--db", f"sqlite:///{db_path}", "--rules", str(rules)): "did you mean 'min_probability'",
+        ("--db", f"sqlite:///{db_path}", "--http", "8080"): "expected HOST:PORT",
+        ("--db", f"sqlite:///{db_path}", "--broker", "http://host"): "expected mqtt://host",
+    }
+    for extra, message in cases.items():
+        code = main(["collector", "run", "--broker", "mqtt://127.0.0.1:9", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (extra, err[-500:])
+    assert not db_path.exists(), "a rejected command line must not create the database"

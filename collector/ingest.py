@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from collector.mqtt_client import BufferedClient
 from collector.mqtt_url import parse_broker_url
@@ -248,8 +248,9 @@ class Ingestor:
                 return write_batch(conn, self.db, accepted, rejected, self.settings.dead_letter_limit)
         except _RETRYABLE:
             raise
-        except DBAPIError as exc:
-            # Not an outage but something in this batch: store message by message, dead-letter what fails.
+        except Exception as exc:
+            # Not an outage but something in this batch (a constraint, or a message the flattening chokes
+            # on): store message by message and dead-letter what fails, so one message cannot stop ingest.
             log.error("batch of %d failed to store (%s); storing one by one", len(accepted), exc)
             return self._commit_one_by_one(accepted, rejected)
 
@@ -262,7 +263,7 @@ class Ingestor:
                     new += write_batch(conn, self.db, [item], [], self.settings.dead_letter_limit)
             except _RETRYABLE:
                 raise
-            except DBAPIError as exc:
+            except Exception as exc:
                 log.error("message %s could not be stored: %s", item.message.message_id, exc)
                 topic = f"{TOPIC_ROOT}/{item.message.site}/{item.message.device_id}/{item.message.kind}"
                 failed.append(Rejected(topic, "store_error", str(exc)[:500], item.payload.encode(), item.received_at))

@@ -282,3 +282,28 @@ def test_bad_command_line_values_are_reported_before_anything_starts(
         err = capsys.readouterr().err
         assert code == 2 and message in err, (extra, err[-500:])
     assert not db_path.exists(), "a rejected command line must not create the database"
+
+
+def test_a_message_that_fails_to_store_is_dead_lettered_and_the_rest_goes_on(
+    tmp_path: Path, broker: MosquittoBroker, ingestor_factory: Callable[..., Ingestor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector.storage import writes
+
+    real_flatten = writes.flatten
+
+    def flatten_failing_for_one_device(message: object) -> dict[str, float]:
+        if getattr(message, "device_id", "") == "cursed":
+            raise TypeError("cannot flatten this one")
+        return real_flatten(message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writes, "flatten", flatten_failing_for_one_device)
+    db = open_database(f"sqlite:///{tmp_path}/c.db")
+    ing = ingestor_factory(db)
+    good = mixed_stream("site-a", "fine", 100, seed=7)
+    bad = mixed_stream("site-a", "cursed", 3, seed=8)
+    publish(broker, good[:50] + bad + good[50:])
+    wait_until(lambda: ing.stats.received >= len(good) + len(bad), what="all processed")
+    assert count(db, schema.scores, schema.scores.c.device_id == "fine") == len(good)
+    assert count(db, schema.scores, schema.scores.c.device_id == "cursed") == 0
+    assert count(db, schema.dead_letters, schema.dead_letters.c.reason == "store_error") == len(bad)
+    db.dispose()

@@ -66,11 +66,6 @@ def test_profile_that_is_a_folder_names_it(tmp_path: Path) -> None:
         load_profile(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="edge.config.load_profile lets UnicodeDecodeError through instead of a ProfileError naming the file",
-)
 @pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
 def test_profile_in_another_encoding_names_the_file(tmp_path: Path, encoding: str) -> None:
     path = tmp_path / "p.yaml"

@@ -8,8 +8,8 @@ from edge.wire import DeviceMessage, GaitScreening, HeadPoseWindow, Heartbeat, P
 
 
 def flatten(message: DeviceMessage) -> dict[str, float]:
-    """Flat name -> value map. Names: posture `forward_head.mean`, `forward_head.band.severe`;
-    gait `prob.positive`, `measure.cadence`; head pose `yaw.mean`, `severity.rotation`;
+    """Flat name -> value map. Names: posture `cva_deg.mean`, `cva_deg.band.high`;
+    gait `prob.positive`, `measure.cadence`; head pose `yaw_deg.mean`, `severity.rotation`;
     heartbeat `fps.min`, `outbox_depth`."""
     out: dict[str, float] = {}
     if isinstance(message, PostureWindow):

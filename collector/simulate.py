@@ -33,8 +33,8 @@ def posture(
     seq: int,
     end: datetime,
     *,
-    forward_head: float = 12.0,
-    severe: float = 0.1,
+    cva: float = 52.0,
+    high: float = 0.1,
     minutes: float = 1.0,
 ) -> PostureWindow:
     return PostureWindow(
@@ -48,15 +48,16 @@ def posture(
         presence_s=minutes * 60,
         posture_changes=3,
         metrics={
-            "forward_head": WindowStats(
-                mean=forward_head,
-                p10=forward_head - 5,
-                p50=forward_head,
-                p90=forward_head + 5,
+            # Names and bands as the posture role sends them (docs/metrics.md).
+            "cva_deg": WindowStats(
+                mean=cva,
+                p10=cva - 5,
+                p50=cva,
+                p90=cva + 5,
                 valid_frames=800,
-                bands={"ok": round(1 - severe, 6), "severe": severe},
+                bands={"ok": round((1 - high) / 2, 6), "moderate": round((1 - high) / 2, 6), "high": high},
             ),
-            "neck_flexion": WindowStats(mean=8.0, p10=2.0, p50=8.0, p90=14.0, valid_frames=800, bands={}),
+            "neck_flexion_deg": WindowStats(mean=8.0, p10=2.0, p50=8.0, p90=14.0, valid_frames=800, bands={}),
         },
     )
 
@@ -94,8 +95,12 @@ def headpose(site: str, device: str, seq: int, end: datetime, *, yaw: float = 5.
         window_end=end,
         frames=900,
         presence_s=60,
-        metrics={"yaw": stats, "roll": stats.model_copy(update={"mean": 2.0})},
-        severity={"rotation": rotation, "laterocollis": 0},
+        metrics={
+            "yaw_deg": stats,
+            "roll_deg": stats.model_copy(update={"mean": 2.0}),
+            "pitch_deg": stats.model_copy(update={"mean": -4.0}),
+        },
+        severity={"rotation": rotation, "laterocollis": 0, "antero_retrocollis": 1},
     )
 
 
@@ -139,7 +144,7 @@ def mixed_stream(site: str, device: str, count: int, start_seq: int = 0, seed: i
         elif r < 0.2:
             msg = gait(site, device, seq, end, predicted=rng.choice(["negative", "neutral", "positive"]))
         else:
-            msg = posture(site, device, seq, end, forward_head=rng.uniform(0, 30), severe=rng.uniform(0, 0.5))
+            msg = posture(site, device, seq, end, cva=rng.uniform(35, 60), high=rng.uniform(0, 0.5))
         out.append((topic_for(site, device, msg.kind), encode(msg)))
     return out
 

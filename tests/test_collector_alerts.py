@@ -55,7 +55,7 @@ rules:
   - name: forward_head_sustained
     type: threshold
     kind: posture
-    metric: forward_head.band.severe
+    metric: cva_deg.band.high
     above: 0.5
     clear_below: 0.3
     min_duration_minutes: 30
@@ -70,26 +70,26 @@ def test_threshold_needs_duration_keeps_state_through_hysteresis_and_alerts_once
     tmp_path: Path, dialect: str, request: pytest.FixtureRequest
 ) -> None:
     db, engine = make(tmp_path, FORWARD_HEAD, request.getfixturevalue("pg_url") if dialect == "postgresql" else None)
-    severe = [0.6, 0.6, 0.4, 0.7, 0.6]  # 10-minute windows; 0.4 is inside the hysteresis band: still active
-    for i, value in enumerate(severe[:2]):
-        feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), severe=value, minutes=10))
+    high = [0.6, 0.6, 0.4, 0.7, 0.6]  # 10-minute windows; 0.4 is inside the hysteresis band: still active
+    for i, value in enumerate(high[:2]):
+        feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), high=value, minutes=10))
     assert alerts(db) == [], "20 minutes is below the 30-minute minimum"
-    for i, value in enumerate(severe[2:], start=2):
-        feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), severe=value, minutes=10))
+    for i, value in enumerate(high[2:], start=2):
+        feed(db, engine, posture("office", "desk-1", i, T0 + timedelta(minutes=10 * (i + 1)), high=value, minutes=10))
     found = alerts(db)
     assert len(found) == 1, "one alert per incident, not one per window"
     assert found[0]["state"] == "open" and found[0]["dedup_key"] == "forward_head_sustained:office:desk-1:2026-03-02"
     # Below clear_below: the incident ends and the alert resolves.
-    feed(db, engine, posture("office", "desk-1", 9, T0 + timedelta(minutes=60), severe=0.2, minutes=10))
+    feed(db, engine, posture("office", "desk-1", 9, T0 + timedelta(minutes=60), high=0.2, minutes=10))
     assert [a["state"] for a in alerts(db)] == ["resolved"]
     # Back above within the cool-down (same day, time still accumulated): no new alert.
-    feed(db, engine, posture("office", "desk-1", 10, T0 + timedelta(minutes=70), severe=0.9, minutes=10))
+    feed(db, engine, posture("office", "desk-1", 10, T0 + timedelta(minutes=70), high=0.9, minutes=10))
     assert len(alerts(db)) == 1
     # After the cool-down a new incident opens a new alert.
-    feed(db, engine, posture("office", "desk-1", 11, T0 + timedelta(minutes=200), severe=0.9, minutes=10))
+    feed(db, engine, posture("office", "desk-1", 11, T0 + timedelta(minutes=200), high=0.9, minutes=10))
     assert [a["state"] for a in alerts(db)] == ["resolved", "open"]
     # Another device is its own incident.
-    feed(db, engine, posture("office", "desk-2", 0, T0 + timedelta(minutes=40), severe=0.9, minutes=40))
+    feed(db, engine, posture("office", "desk-2", 0, T0 + timedelta(minutes=40), high=0.9, minutes=40))
     assert len(alerts(db)) == 3
     db.dispose()
 

@@ -63,7 +63,7 @@ def publish_device(broker: MosquittoBroker) -> None:
     for i in range(40):
         end = now - timedelta(hours=40 - i)
         messages.append(gait("school-a", "booth-1", 2 + i, end, predicted=("negative", "neutral")[i % 2], p=0.8))
-        messages.append(posture("school-a", "desk-1", i, end, forward_head=8 + (i % 9) * 1.5, severe=(i % 5) / 10))
+        messages.append(posture("school-a", "desk-1", i, end, cva=58 - (i % 9) * 1.5, high=(i % 5) / 10))
         messages.append(headpose("school-a", "station-1", i, end, yaw=4 + i % 6, rotation=i % 3))
     messages.append(gait("school-a", "booth-1", 99, now, predicted="positive", p=0.91))
     pub = Publisher(broker.url, "booth-1")

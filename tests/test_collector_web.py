@@ -70,7 +70,7 @@ def seeded(url: str) -> Database:
                 messages.append(gait("school-a", "booth-1", seq, end, predicted=cls, p=0.8))
                 seq += 1
     for i in range(30):
-        messages.append(posture("school-a", "desk-1", i, now - timedelta(minutes=30 - i), forward_head=10 + i % 7))
+        messages.append(posture("school-a", "desk-1", i, now - timedelta(minutes=30 - i), cva=50 - i % 7))
         messages.append(
             headpose("school-a", "station-1", i, now - timedelta(hours=30 - i), yaw=5 + i % 4, rotation=i % 3)
         )
@@ -160,7 +160,7 @@ def test_acknowledge_and_resolve_need_csrf(db: Database) -> None:
 def test_pages_draw_charts(db: Database) -> None:
     alice = logged_in(db, "alice")
     desk = alice.get("/sites/school-a/devices/desk-1").text
-    assert desk.count("<svg") >= 2 and "forward_head.mean" in desk
+    assert desk.count("<svg") >= 2 and "cva_deg.mean" in desk
     points = re.findall(r'<polyline points="([^"]+)"', desk)
     assert any(len(p.split()) == 30 for p in points), "one point per stored window"
     screening = alice.get("/sites/school-a/screening").text
@@ -222,3 +222,15 @@ def test_pages_and_exports_on_postgresql(pg_url: str) -> None:
         test_headpose_export_blanks_days_under_k(database)
     finally:
         database.dispose()
+
+
+def test_chart_axes_have_distinct_labels_and_daily_ticks() -> None:
+    from collector.web.charts import line_chart
+
+    days = [datetime(2026, 1, d) for d in (1, 2, 3)]
+    svg = str(line_chart({"severity": list(zip(days, [1.8, 2.0, 2.0], strict=True))}, "daily"))
+    labels = re.findall(r'class="tick" text-anchor="\w+">([^<]+)<', svg)
+    y_labels, x_labels = labels[:-3], labels[-3:]
+    assert len(set(y_labels)) == len(y_labels) >= 3, y_labels
+    assert x_labels == ["01 Jan", "02 Jan", "03 Jan"]
+    assert len(re.findall(r"<circle ", svg)) == 3

@@ -38,7 +38,7 @@ class ThresholdRule(_RuleBase):
 
     type: Literal["threshold"]
     kind: Literal["posture", "gait", "headpose", "heartbeat"] = Field(description="message kind the metric is in")
-    metric: str = Field(description="flattened metric name, e.g. forward_head.band.severe or severity.rotation")
+    metric: str = Field(description="flattened metric name, e.g. cva_deg.band.high or severity.rotation")
     above: float = Field(description="the condition starts when the value exceeds this")
     clear_below: float | None = Field(default=None, description="and ends only when it drops below this (hysteresis)")
     min_duration_minutes: float = Field(default=0.0, ge=0, description="time the condition must hold before alerting")

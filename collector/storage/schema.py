@@ -46,7 +46,7 @@ scores = Table(
 Index("ix_scores_device_time", scores.c.site, scores.c.device_id, scores.c.window_end)
 Index("ix_scores_site_kind_time", scores.c.site, scores.c.kind, scores.c.window_end)
 
-# Numbers flattened out of each message (e.g. forward_head.mean), for trend plots and aggregates.
+# Numbers flattened out of each message (e.g. cva_deg.mean), for trend plots and aggregates.
 metric_values = Table(
     "metric_values",
     metadata,

@@ -30,7 +30,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 10 or value == int(value) else f"{value:.2g}"
+    return f"{round(value, 6):g}"
 
 
 def _time_ticks(t0: datetime, t1: datetime, count: int = 6) -> list[datetime]:
@@ -38,8 +38,8 @@ def _time_ticks(t0: datetime, t1: datetime, count: int = 6) -> list[datetime]:
     return [t0 + timedelta(seconds=span * i / (count - 1)) for i in range(count)]
 
 
-def _time_label(t: datetime, span_s: float) -> str:
-    return t.strftime("%d %b %H:%M") if span_s < 3 * 86400 else t.strftime("%d %b")
+def _time_label(t: datetime, span_s: float, daily: bool = False) -> str:
+    return t.strftime("%d %b %H:%M") if span_s < 3 * 86400 and not daily else t.strftime("%d %b")
 
 
 def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, height: int = 280) -> Markup:
@@ -69,12 +69,15 @@ def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, 
     for v in y_ticks:
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" class="tick" text-anchor="end">{_fmt(v)}</text>')
-    ticks = _time_ticks(t0, t1)
+    # Daily series (every point at midnight) get one tick per day, labelled with the date.
+    daily = all(t == datetime.combine(t.date(), datetime.min.time()) for t, _ in points)
+    days = sorted({t for t, _ in points})
+    ticks = days if daily and len(days) <= 12 else _time_ticks(t0, t1)
     for i, t in enumerate(ticks):
         anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
         parts.append(
             f'<text x="{x(t):.1f}" y="{height - bottom + 18}" class="tick" text-anchor="{anchor}">'
-            f"{_time_label(t, span)}</text>"
+            f"{_time_label(t, span, daily)}</text>"
         )
     parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" class="axis"/>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>')

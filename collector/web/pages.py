@@ -18,14 +18,20 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 # Device page: which flattened metrics go on which chart.
 CHART_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("Mean per window", ".mean", "degrees"),
+    ("Mean per window", ".mean", "value"),
     ("Share of the window in each risk band", ".band.", "fraction"),
     ("Gait screening probabilities", "prob.", "probability"),
     ("Head-pose severity (TWSTRS-like items)", "severity.", "score"),
     ("Frames per second", "fps.", "fps"),
     ("Outbox depth", "outbox_depth", "scores"),
 )
-HEADPOSE_TREND = ("yaw.mean", "roll.mean", "pitch.mean", "lateral_shift.mean", "sagittal_shift.mean")
+HEADPOSE_TREND = (
+    "yaw_deg.mean",
+    "roll_deg.mean",
+    "pitch_deg.mean",
+    "lateral_shift_cm.mean",
+    "sagittal_shift_cm.mean",
+)
 
 
 def render(request: Request, name: str, user: User | None, **context: Any) -> HTMLResponse:
@@ -153,7 +159,7 @@ def headpose_page(
             if per_metric.get(n)
         }
         if angles:
-            plots.append(charts.line_chart(angles, f"{device_id}: daily mean head pose", "degrees / mm"))
+            plots.append(charts.line_chart(angles, f"{device_id}: daily mean head pose", "degrees / cm"))
         if per_metric.get("severity.total"):
             severity = {"severity total": [(_day(d), v) for d, v, _ in per_metric["severity.total"]]}
             plots.append(charts.line_chart(severity, f"{device_id}: daily mean severity score", "score"))

@@ -1,7 +1,7 @@
 """Each task trains a tiny configuration on a small synthetic set and must beat chance on held-out folds.
 
-The fast tests (keypoint tasks, the CLI, determinism) run in `make test`; the image and gait models need more
-samples and epochs than a few CPU seconds allow and are marked slow.
+The fast tests (keypoint tasks, the CLI, determinism) run in `make test`; the X-ray model needs minutes of CPU
+and is marked slow.
 """
 
 from __future__ import annotations
@@ -91,20 +91,8 @@ def test_cli_reports_bad_input_clearly(tmp_path: Path, caplog: pytest.LogCapture
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("task", "n", "overrides", "threshold"),
-    [
-        ("xray", 300, {"epochs": 30, "lr": 3e-3}, 0.7),
-        ("posture-image", 300, {"epochs": 30}, 0.6),
-        ("gait", 120, {"epochs": 15, "width_factor": 0.125, "train_frames": 10}, 0.6),
-    ],
-)
-def test_image_and_gait_models_learn(tmp_path: Path, task: str, n: int, overrides: dict, threshold: float) -> None:
-    report = train(task, n, tmp_path, **overrides)
-    assert held_out_auc(report) >= threshold
-
-
-@pytest.mark.slow
-def test_head_shift_regressor_correlates(tmp_path: Path) -> None:
-    report = train("head-shift", 400, tmp_path, epochs=30, lr=3e-3)
-    assert report["pooled"]["lateral_shift"]["pearson_r"] >= 0.5
+def test_sresnet34_learns_cervical_curvature(tmp_path: Path) -> None:
+    """The configuration of docs/results.md (about 8 minutes on a shared 2-core CPU)."""
+    report = train("xray", 240, tmp_path, folds=4, epochs=15, lr=3e-3, threads=2)
+    assert held_out_auc(report) >= 0.8
+    assert report["pooled"]["accuracy"] >= 0.6  # chance is about 0.44 (the majority class)

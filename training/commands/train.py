@@ -36,7 +36,9 @@ def register(groups: Groups) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--frames", type=int, default=30, help="gait: frames sampled per walk in training (default 30)")
     p.add_argument("--prom", action="store_true", help="flexion: add patient-reported outcome measures as inputs")
-    p.add_argument("--no-final-fit", action="store_true", help="skip the final fit on all subjects")
+    p.add_argument(
+        "--no-final-fit", action="store_true", help="skip the final fit on all subjects (model.pt: last fold's model)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_handle)
 

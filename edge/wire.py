@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import (
     AwareDatetime,
@@ -58,7 +58,10 @@ class ModelRef(_Wire):
 
 
 class _Envelope(_Wire):
-    schema_version: Literal[1] = Field(default=1, description="wire schema version")
+    # A strict int, not Literal[1]: JSON `true` would pass as 1 there.
+    schema_version: Annotated[int, Field(strict=True, ge=SCHEMA_VERSION, le=SCHEMA_VERSION)] = Field(
+        default=SCHEMA_VERSION, description="wire schema version"
+    )
     message_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="unique id, for de-duplication")
     device_id: Identifier = Field(description="device id; must match the topic")
     site: Identifier = Field(description="site id; must match the topic")
@@ -234,20 +237,10 @@ def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
     except UnicodeDecodeError as exc:
         raise WireError("encoding", f"payload is not UTF-8: {exc}") from exc
     try:
-        raw: Any = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise WireError("malformed_json", str(exc)[:200]) from exc
-    if not isinstance(raw, dict):
-        raise WireError("malformed_json", f"top level is {type(raw).__name__}, expected an object")
-    version = raw.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise WireError("unknown_version", f"schema_version {str(version)[:20]!r}, this build reads {SCHEMA_VERSION}")
-    try:
+        # One parse on the happy path: the collector decodes every message it stores.
         message = _DEVICE_ADAPTER.validate_json(text)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise WireError("invalid", f"{where}: {first['msg']} ({exc.error_count()} error(s))") from exc
+        _raise_reason(text, exc)
     if topic is not None:
         site, device, kind = parse_topic(topic)
         if (site, device, kind) != (message.site, message.device_id, message.kind):
@@ -257,6 +250,24 @@ def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
                 f"kind={message.kind}",
             )
     return message
+
+
+def _raise_reason(text: str, exc: ValidationError) -> NoReturn:
+    """Classify a rejected payload: malformed_json | unknown_version | invalid."""
+    try:
+        raw: Any = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as parse_exc:
+        raise WireError("malformed_json", str(parse_exc)[:200]) from parse_exc
+    if not isinstance(raw, dict):
+        raise WireError("malformed_json", f"top level is {type(raw).__name__}, expected an object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise WireError(
+            "unknown_version", f"schema_version {str(version)[:20]!r}, this build reads {SCHEMA_VERSION}"
+        ) from exc
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    raise WireError("invalid", f"{where}: {first['msg']} ({exc.error_count()} error(s))") from exc
 
 
 def _reject_constant(name: str) -> float:

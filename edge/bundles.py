@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.hashing import sha256_file
 from edge.model_store import default_model_dir
 
 log = logging.getLogger(__name__)
@@ -146,14 +147,6 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError(f"{path} holds a {type(key).__name__}, not an Ed25519 signing key")
     return key
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe_member_path(name: str, bundle: Path) -> PurePosixPath:

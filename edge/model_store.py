@@ -7,7 +7,6 @@ sha256, where it came from and its input/output names and shapes. `ModelStore` r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from edge.hashing import sha256_file as file_sha256
 from edge.wire import ModelRef
 
 MODEL_DIR_ENV = "EDGESCREEN_MODEL_DIR"
@@ -38,14 +38,6 @@ def default_model_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "edgescreen" / "models"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _Strict(BaseModel):

@@ -25,8 +25,8 @@ from edge.bundles import (
     InputSpec,
     key_id,
     load_private_key,
-    sha256_file,
 )
+from edge.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnx
 
-from edge.backends.engine_cache import sha256_file
+from edge.hashing import sha256_file
 from export.calibration import perception_name
 from export.quantize import QuantizationError
 

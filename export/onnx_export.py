@@ -22,7 +22,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from edge.backends.engine_cache import sha256_file
+from edge.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from edge.backends.engine_cache import (
     Precision,
     default_cache_dir,
     lookup,
-    sha256_file,
     write_sidecar,
 )
+from edge.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

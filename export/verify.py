@@ -26,7 +26,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from edge.backends.engine_cache import sha256_file
+from edge.hashing import sha256_file
 from export.calibration import ModelInfo, describe, parse_data, perception_inputs, task_samples
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends.engine_cache import EngineKey, lookup, sha256_file
+from edge.backends.engine_cache import EngineKey, lookup
+from edge.hashing import sha256_file
 from edgescreen.cli import main
 from export import tensorrt_build
 from tests.test_tensorrt_build import FakeTensorRT

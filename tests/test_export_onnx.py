@@ -160,7 +160,7 @@ def test_export_command_from_a_real_checkpoint(tmp_path: Path, capsys: pytest.Ca
 
     pytest.importorskip("training.checkpoint", reason="training checkpoints not in this tree")
     pytest.importorskip("training.data", reason="training data loaders not in this tree")
-    from edge.backends.engine_cache import sha256_file
+    from edge.hashing import sha256_file
 
     ckpt = _checkpoint(tmp_path)
     out = tmp_path / "gait.onnx"

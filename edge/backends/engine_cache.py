@@ -22,14 +22,6 @@ Precision = Literal["fp32", "fp16", "int8"]
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class EngineKey:
     onnx_sha256: str

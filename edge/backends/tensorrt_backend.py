@@ -18,7 +18,8 @@ import pycuda.driver as cuda
 import tensorrt as trt
 
 from edge.backends.base import Backend, BackendConfig, BackendError, TensorSpec, register
-from edge.backends.engine_cache import EngineKey, default_cache_dir, lookup, sha256_file
+from edge.backends.engine_cache import EngineKey, default_cache_dir, lookup
+from edge.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

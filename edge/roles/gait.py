@@ -11,17 +11,16 @@ keypoint track of the walk is dropped. A student code entered at the booth leave
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 
 from edge.backends.base import BackendConfig
+from edge.hashing import sha256_file as _sha256
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.gait_config import GaitConfig, GaitModelConfig
@@ -34,14 +33,6 @@ from edge.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef, utcnow
 log = logging.getLogger(__name__)
 
 GAIT_CLASSES: tuple[GaitClass, ...] = ("negative", "neutral", "positive")  # ScoNet-MT output order
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class GaitModel:

@@ -8,7 +8,6 @@ nobody was seen sends nothing and is counted in `absent_windows` (reported by th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -19,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.backends.base import BackendConfig
+from edge.hashing import sha256_file as _sha256
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.posture_config import POSTURE_METRICS, PostureConfig, PostureModelConfig
@@ -76,14 +76,6 @@ class PostureModel:
             )
             p = float(probs[self.config.positive_index])
         return min(1.0, max(0.0, p)) if math.isfinite(p) else None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _model_name(path: Path) -> str:

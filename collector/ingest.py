@@ -92,10 +92,10 @@ class Ingestor:
         self._ack_lock = threading.Lock()
         self._generation = 0
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
-        self.client = self._make_client()
+        self.client: BufferedClient = self._make_client()
 
     # --- MQTT -------------------------------------------------------------------------------------
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> BufferedClient:
         address = parse_broker_url(self.settings.broker_url)
         client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -111,6 +111,7 @@ class Ingestor:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_raw_message = self._on_raw_message
         self._address = address
         return client
 
@@ -141,6 +142,9 @@ class Ingestor:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", "replace")
         self._queue.put(_Incoming(self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
+
+    def _on_raw_message(self, topic: bytes, mid: int, qos: int, payload: bytes) -> None:
+        self._queue.put(_Incoming(self._generation, mid, qos, topic.decode("utf-8", "replace"), payload))
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -273,6 +277,8 @@ class Ingestor:
 
     def _acknowledge(self, batch: list[_Incoming]) -> None:
         with self._ack_lock:
-            for item in batch:
-                if item.qos > 0 and item.generation == self._generation:
+            current = [item for item in batch if item.qos > 0 and item.generation == self._generation]
+            self.client.ack_batch(item.mid for item in current if item.qos == 1)
+            for item in current:
+                if item.qos == 2:
                     self.client.ack(item.mid, item.qos)

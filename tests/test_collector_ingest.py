@@ -307,3 +307,42 @@ def test_a_message_that_fails_to_store_is_dead_lettered_and_the_rest_goes_on(
     assert count(db, schema.scores, schema.scores.c.device_id == "cursed") == 0
     assert count(db, schema.dead_letters, schema.dead_letters.c.reason == "store_error") == len(bad)
     db.dispose()
+
+
+def test_publishes_outside_the_fast_path_are_stored_once_too(
+    tmp_path: Path, broker: MosquittoBroker, ingestor_factory: Callable[..., Ingestor]
+) -> None:
+    """QoS 0, QoS 2 and a publish with MQTT v5 properties take paho's own decoding path, not the fast one."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    db = open_database(f"sqlite:///{tmp_path}/c.db")
+    ing = ingestor_factory(db)
+    stream = mixed_stream("school-a", "booth-9", 6, seed=3)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="odd-publisher", protocol=mqtt.MQTTv5)
+    host, port = broker.url.removeprefix("mqtt://").split(":")
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("origin", "test")
+        props.MessageExpiryInterval = 3600
+        infos = [
+            client.publish(*stream[0], qos=0),
+            client.publish(*stream[1], qos=2),
+            client.publish(*stream[2], qos=1, properties=props),
+            client.publish(*stream[3], qos=2, properties=props),
+            client.publish(*stream[4], qos=1),  # the fast path, for comparison
+            client.publish(*stream[4], qos=2),  # the same message again: a duplicate
+        ]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    wait_until(lambda: ing.stats.received >= len(infos), what="every publish processed")
+    assert count(db, schema.scores) == 5
+    assert ing.stats.duplicates == 1
+    db.dispose()

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgescreen",
         description="EdgeScreen: on-device musculoskeletal screening that publishes only anonymised scores.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(metavar="COMMAND")
     groups = Groups(sub)
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.func is None:
         parser.print_help()

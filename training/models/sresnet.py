@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.models.resnet import ResNet, conv3x3
+from training.models.resnet import BasicBlock, ResNet, conv3x3
 
 
 class WeightedConv(nn.Module):
@@ -31,29 +31,17 @@ class WeightedConv(nn.Module):
         return y + F.conv2d(torch.tanh(y), self.weight_matrix.reshape(c, c, 1, 1))
 
 
-class SBasicBlock(nn.Module):
-    expansion = 1
+class SBasicBlock(BasicBlock):
+    """ResNet's basic block with both 3x3 convolutions weighted; same forward, same key names."""
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = WeightedConv(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = WeightedConv(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        super().__init__(inplanes, planes, stride, downsample)
+        self.conv1 = WeightedConv(inplanes, planes, stride)  # type: ignore[assignment]
+        self.conv2 = WeightedConv(planes, planes)  # type: ignore[assignment]
 
 
 def sresnet34(num_classes: int = 3, in_channels: int = 1, width: float = 1.0) -> ResNet:
     """S-ResNet-34; key layout of ResNet-34 with `convN.conv.weight` and `convN.weight_matrix` in the blocks."""
-    from training.models.resnet import BasicBlock
-
     return ResNet(
         BasicBlock, [3, 4, 6, 3], num_classes=num_classes, in_channels=in_channels, width=width,
         block_factory=SBasicBlock,

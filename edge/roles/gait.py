@@ -15,7 +15,6 @@ import logging
 import math
 import re
 import time
-from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -27,8 +26,9 @@ from edge.roles.gait_config import GaitConfig, GaitModelConfig
 from edge.roles.gait_measures import Track, gait_cycles, gait_measures
 from edge.roles.gait_silhouette import Silhouette, model_input, silhouette_from_mask
 from edge.roles.gait_walk import Walk, WalkDetector, WalkFrame, assess_walk
+from edge.roles.windows import FrameTimeline
 from edge.subject_code import SubjectCodes
-from edge.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef, utcnow
+from edge.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,7 @@ class GaitAnalyzer(RoleAnalyzer):
         self.detector = WalkDetector(self.config)
         self.model = GaitModel(self.config.model) if self.config.model is not None else None
         self.codes: SubjectCodes | None = None
-        self._anchor: tuple[float, datetime] | None = None
-        self._last_t: float | None = None
-        self.frames_out_of_order = 0
+        self.timeline = FrameTimeline()
         self.walks = 0
 
     @property
@@ -106,12 +104,8 @@ class GaitAnalyzer(RoleAnalyzer):
     # -- RoleAnalyzer -------------------------------------------------------------------------------------
     def process(self, frame: FrameResult) -> list[ScoreMessage]:
         t = frame.timestamp
-        if self._last_t is not None and t < self._last_t:
-            self.frames_out_of_order += 1
+        if not self.timeline.accept(t):
             return []
-        self._last_t = t
-        if self._anchor is None:
-            self._anchor = (t, utcnow())
         person, people = main_person(frame.persons, self.config.min_score)
         record = WalkFrame(t=t, people=people)
         if person is not None:
@@ -163,15 +157,13 @@ class GaitAnalyzer(RoleAnalyzer):
         models = list(self.ctx.models)
         if self.model is not None:
             models.append(self.model.ref)
-        assert self._anchor is not None
-        t0, wall0 = self._anchor
         self.walks += 1
         message = GaitScreening(
             device_id=self.ctx.device_id,
             site=self.ctx.site,
             seq=self.ctx.next_seq(),
-            window_start=wall0 + timedelta(seconds=first - t0),
-            window_end=wall0 + timedelta(seconds=last - t0),
+            window_start=self.timeline.wall(first),
+            window_end=self.timeline.wall(last),
             models=models,
             outcome=quality.outcome,
             subject=subject,

@@ -9,7 +9,6 @@ nobody was seen sends nothing and is counted in `absent_windows`.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -18,8 +17,8 @@ from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMes
 from edge.roles.headpose_config import HEADPOSE_METRICS, HeadPoseConfig
 from edge.roles.headpose_metrics import compute_headpose, severity_items
 from edge.roles.posture_metrics import main_person
-from edge.roles.windows import WindowClock
-from edge.wire import HeadPoseStats, HeadPoseWindow, utcnow
+from edge.roles.windows import FrameTimeline, WindowClock
+from edge.wire import HeadPoseStats, HeadPoseWindow
 
 log = logging.getLogger(__name__)
 
@@ -68,25 +67,19 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         self._frames = 0
         self._present = 0
         self._present_s = 0.0
-        self._last_t: float | None = None
-        self._anchor: tuple[float, datetime] | None = None
-        self.frames_out_of_order = 0
+        self.timeline = FrameTimeline()
 
     def process(self, frame: FrameResult) -> list[ScoreMessage]:
         t = frame.timestamp
-        if self._last_t is not None and t < self._last_t:
-            self.frames_out_of_order += 1
+        if not self.timeline.accept(t):
             return []
-        if self._anchor is None:
-            self._anchor = (t, utcnow())
         messages: list[ScoreMessage] = []
         for start, end in self.clock.advance(t):
             message = self._close(start, end)
             if message is not None:
                 messages.append(message)
         # each frame stands for the time until the next one; the first frame for none
-        dt = 0.0 if self._last_t is None else min(t - self._last_t, self.config.max_gap_s)
-        self._last_t = t
+        dt = 0.0 if self.timeline.dt is None else min(self.timeline.dt, self.config.max_gap_s)
         self._add(frame, dt)
         return messages
 
@@ -94,7 +87,7 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         if self._frames == 0 or self.clock.origin is None:
             return []
         start = self.clock.start()
-        end = max(start, min(self.clock.end(), self._last_t if self._last_t is not None else start))
+        end = max(start, min(self.clock.end(), self.timeline.last if self.timeline.last is not None else start))
         message = self._close(start, end)
         self.clock.index += 1
         return [message] if message is not None else []
@@ -124,14 +117,12 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         if present == 0:
             self.absent_windows += 1
             return None
-        assert self._anchor is not None
-        t0, wall0 = self._anchor
         return HeadPoseWindow(
             device_id=self.ctx.device_id,
             site=self.ctx.site,
             seq=self.ctx.next_seq(),
-            window_start=wall0 + timedelta(seconds=start - t0),
-            window_end=wall0 + timedelta(seconds=end - t0),
+            window_start=self.timeline.wall(start),
+            window_end=self.timeline.wall(end),
             models=list(self.ctx.models),
             frames=frames,
             presence_s=min(present_s, max(0.0, end - start)),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.posture_config import POSTURE_METRICS, PostureConfig, PostureModelConfig
 from edge.roles.posture_metrics import FrameMetrics, compute_metrics, main_person
-from edge.roles.windows import BandChanges, MetricWindow, SustainedRun, WindowClock, band_rank
-from edge.wire import ModelRef, PostureWindow, WindowStats, utcnow
+from edge.roles.windows import BandChanges, FrameTimeline, MetricWindow, SustainedRun, WindowClock, band_rank
+from edge.wire import ModelRef, PostureWindow, WindowStats
 
 log = logging.getLogger(__name__)
 
@@ -101,29 +100,22 @@ class PostureAnalyzer(RoleAnalyzer):
         self._frames = 0
         self._present = 0
         self._risks: list[float] = []
-        self._last_t: float | None = None
+        self.timeline = FrameTimeline()
         self._interval = 0.0  # running estimate of the frame interval (for presence time)
-        self._anchor: tuple[float, datetime] | None = None  # (first timestamp, wall time it was seen)
-        self.frames_out_of_order = 0
 
     # -- RoleAnalyzer -------------------------------------------------------------------------------------
     def process(self, frame: FrameResult) -> list[ScoreMessage]:
         t = frame.timestamp
-        if self._last_t is not None and t < self._last_t:
-            self.frames_out_of_order += 1  # a source restarted its clock: keep windows monotonic
-            log.debug("frame at %.3f s is older than the last (%.3f s); skipped", t, self._last_t)
+        if not self.timeline.accept(t):
             return []
-        if self._anchor is None:
-            self._anchor = (t, utcnow())
         messages: list[ScoreMessage] = []
         for start, end in self.clock.advance(t):
             message = self._close(start, end)
             if message is not None:
                 messages.append(message)
-        if self._last_t is not None:
-            dt = min(t - self._last_t, self.config.max_gap_s)
+        if self.timeline.dt is not None:
+            dt = min(self.timeline.dt, self.config.max_gap_s)
             self._interval = dt if self._interval == 0 else 0.9 * self._interval + 0.1 * dt
-        self._last_t = t
         self._add(frame)
         return messages
 
@@ -131,7 +123,7 @@ class PostureAnalyzer(RoleAnalyzer):
         if self._frames == 0 or self.clock.origin is None:
             return []
         start = self.clock.start()
-        end = min(self.clock.end(), (self._last_t or start) + self._interval)
+        end = min(self.clock.end(), (self.timeline.last or start) + self._interval)
         message = self._close(start, max(end, start))
         self.clock.index += 1
         return [message] if message is not None else []
@@ -187,8 +179,6 @@ class PostureAnalyzer(RoleAnalyzer):
         if present == 0:
             self.absent_windows += 1
             return None
-        assert self._anchor is not None
-        t0, wall0 = self._anchor
         presence = min(present * self._interval, end - start) if self._interval > 0 else 0.0
         models = list(self.ctx.models)
         if self.model is not None:
@@ -197,8 +187,8 @@ class PostureAnalyzer(RoleAnalyzer):
             device_id=self.ctx.device_id,
             site=self.ctx.site,
             seq=self.ctx.next_seq(),
-            window_start=wall0 + timedelta(seconds=start - t0),
-            window_end=wall0 + timedelta(seconds=end - t0),
+            window_start=self.timeline.wall(start),
+            window_end=self.timeline.wall(end),
             models=models,
             frames=frames,
             presence_s=max(0.0, presence),

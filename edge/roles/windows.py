@@ -7,13 +7,18 @@ replay gives the same windows every time.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from edge.roles.posture_config import BandThresholds
+from edge.wire import utcnow
+
+log = logging.getLogger(__name__)
 
 BANDS: tuple[str, ...] = ("ok", "moderate", "high")  # in order of risk
 
@@ -56,6 +61,37 @@ def band_fractions(bands: Iterable[str], names: Sequence[str] = BANDS) -> dict[s
         counts[band] += 1
         total += 1
     return {name: counts[name] / total for name in names} if total else {}
+
+
+class FrameTimeline:
+    """The frame timestamps one analyzer has taken, in order, and their UTC wall time.
+
+    A frame older than the last one (a source restarted its clock) is refused and counted so that
+    windows stay monotonic. Wall time is anchored at the first frame: media time on a file, monotonic
+    time on a camera, both become UTC for the message.
+    """
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.dt: float | None = None  # seconds since the previous accepted frame; None for the first
+        self.out_of_order = 0
+        self._anchor: tuple[float, datetime] | None = None
+
+    def accept(self, t: float) -> bool:
+        if self.last is not None and t < self.last:
+            self.out_of_order += 1
+            log.debug("frame at %.3f s is older than the last (%.3f s); skipped", t, self.last)
+            return False
+        if self._anchor is None:
+            self._anchor = (t, utcnow())
+        self.dt = None if self.last is None else t - self.last
+        self.last = t
+        return True
+
+    def wall(self, t: float) -> datetime:
+        assert self._anchor is not None, "wall() before the first frame"
+        t0, wall0 = self._anchor
+        return wall0 + timedelta(seconds=t - t0)
 
 
 class WindowClock:

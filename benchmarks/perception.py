@@ -1,7 +1,8 @@
 """Perception speed: ms per frame per stage and for the whole pipeline, ONNX Runtime against LiteRT.
 
 Both runtimes run the same pipeline code (same pre- and post-processing) on the same images in the
-same run, interleaved frame by frame so that a change in machine load hits both alike:
+same run, taking turns frame by frame (which goes first alternates) so that a change in machine load
+hits both alike; one thread count is measured after the other:
 - ONNX Runtime on the converted models from the model store (what the device runs);
 - the LiteRT interpreter (XNNPACK, the runtime MediaPipe uses) on the original .tflite models.
 Two modes: `still` (every frame is new: detector + landmarks + face detector + face landmarks) and
@@ -89,22 +90,28 @@ def main() -> int:
 
         # samples[(runtime, threads, mode, image)][stage] = list of ms
         samples: dict[tuple[str, int, str, str], dict[str, list[float]]] = {}
-        for image_name, image in images().items():
-            for mode in ("still", "video"):
-                for pipe in pipelines.values():
-                    pipe.reset()
-                    for _ in range(3):  # settle: caches, and in video mode the track
-                        pipe.process(image, time.monotonic())
-                for _ in range(args.frames):
-                    for (runtime, threads), pipe in pipelines.items():
-                        if mode == "still":
-                            pipe.reset()
-                        result = pipe.process(image, time.monotonic())
-                        if not result.persons:
-                            raise SystemExit(f"{runtime}: no person found in a benchmark image")
-                        store = samples.setdefault((runtime, threads, mode, image_name), {s: [] for s in STAGES})
-                        for stage in STAGES:
-                            store[stage].append(result.stage_ms.get(stage, 0.0))
+        # One thread count at a time, and the two runtimes in turn with the order swapped every frame: a
+        # multi-threaded runtime's workers keep spinning for a moment after a run, which slows whatever
+        # runs next, so neither runtime may always follow the other, nor a one-thread run a two-thread one.
+        for threads in thread_counts:
+            pair = [(key, pipe) for key, pipe in pipelines.items() if key[1] == threads]
+            for image_name, image in images().items():
+                for mode in ("still", "video"):
+                    for _, pipe in pair:
+                        pipe.reset()
+                        for _ in range(3):  # settle: caches, and in video mode the track
+                            pipe.process(image, time.monotonic())
+                    for frame in range(args.frames):
+                        for (runtime, _), pipe in pair if frame % 2 == 0 else pair[::-1]:
+                            if mode == "still":
+                                pipe.reset()
+                            result = pipe.process(image, time.monotonic())
+                            if not result.persons:
+                                raise SystemExit(f"{runtime}: no person found in a benchmark image")
+                            key = (runtime, threads, mode, image_name)
+                            store = samples.setdefault(key, {s: [] for s in STAGES})
+                            for stage in STAGES:
+                                store[stage].append(result.stage_ms.get(stage, 0.0))
 
     # The statistic per image, then the mean over the images.
     stat = statistics.median if args.stat == "median" else min
@@ -123,7 +130,7 @@ def main() -> int:
         f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}; load average at the end "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. {args.stat.capitalize()} ms per frame over "
         f"{args.frames} frames, averaged over {len(images())} images (astronaut, grace_hopper, a 720p frame); "
-        "runtimes interleaved frame by frame.\n"
+        "runtimes take turns frame by frame, first one then the other, one thread count after the other.\n"
     )
     for mode in ("still", "video"):
         title = "still images (detector every frame)" if mode == "still" else "video (tracked: detectors skipped)"

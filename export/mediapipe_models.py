@@ -53,7 +53,7 @@ WHEEL_CACHE = ".wheels"
 
 # Bump when the converter's output changes, so that existing stores are converted again.
 CONVERTER_NAME = "edgescreen-tflite-onnx"
-CONVERTER_VERSION = 5
+CONVERTER_VERSION = 6
 
 
 @dataclass(frozen=True)

@@ -491,6 +491,14 @@ def _options(start: Any, end: Any, **fields: Any) -> Callable[[flatbuffers.Build
     return build
 
 
+def _depthwise_options(padding: int, stride: int, activation: int = 0) -> Callable[[flatbuffers.Builder], int]:
+    """Options of a DEPTHWISE_CONV_2D with multiplier 1 and no dilation (`activation` 0: none)."""
+    return _options(
+        tflite.DepthwiseConv2DOptionsStart, tflite.DepthwiseConv2DOptionsEnd, Padding=padding, StrideW=stride,
+        StrideH=stride, DepthMultiplier=1, DilationWFactor=1, DilationHFactor=1, FusedActivationFunction=activation,
+    )  # fmt: skip
+
+
 def test_blaze_block_ops_match_litert() -> None:
     """The rewrites made for speed (RELU6 after ADD, channel PAD as a 1x1 conv, PRELU) and the other
     ops of the five models: depthwise conv, both pools with SAME padding on odd sizes, HARD_SWISH,
@@ -529,17 +537,7 @@ def test_blaze_block_ops_match_litert() -> None:
             [x, dw_w, dw_b],
             [dw],
             Opts.DepthwiseConv2DOptions,
-            _options(
-                tflite.DepthwiseConv2DOptionsStart,
-                tflite.DepthwiseConv2DOptionsEnd,
-                Padding=tflite.Padding.SAME,
-                StrideW=2,
-                StrideH=2,
-                DepthMultiplier=1,
-                DilationWFactor=1,
-                DilationHFactor=1,
-                FusedActivationFunction=act.RELU,
-            ),
+            _depthwise_options(tflite.Padding.SAME, 2, act.RELU),
         ),
         Op(
             B.MAX_POOL_2D,
@@ -613,19 +611,152 @@ def test_spatial_pad_read_by_convolutions_is_folded_into_them() -> None:
         bias = m.add(Tensor(f"b{stride}", (4,), data=rng.normal(size=4).astype(np.float32)))
         size = (11 - 3) // stride + 1
         y = m.add(Tensor(f"y{stride}", (1, size, size, 4)))
-        options = _options(
-            tflite.DepthwiseConv2DOptionsStart,
-            tflite.DepthwiseConv2DOptionsEnd,
-            Padding=tflite.Padding.VALID,
-            StrideW=stride,
-            StrideH=stride,
-            DepthMultiplier=1,
-            DilationWFactor=1,
-            DilationHFactor=1,
-        )
+        options = _depthwise_options(tflite.Padding.VALID, stride)
         m.ops.append(Op(B.DEPTHWISE_CONV_2D, [padded, w, bias], [y], Opts.DepthwiseConv2DOptions, options))
         outputs.append(y)
     m.ops.insert(0, Op(B.PAD, [x, pads], [padded]))
     m.inputs, m.outputs = [x], outputs
     converted = _check_parity(m, rng.normal(size=(1, 8, 8, 4)).astype(np.float32))
     assert "Pad" not in [n.op_type for n in converted.graph.node]
+
+
+@pytest.mark.parametrize(("align", "half"), [(False, False), (True, False), (False, True)])
+def test_resize_read_by_a_narrowing_1x1_convolution_runs_after_it(align: bool, half: bool) -> None:
+    """pose_detection upsamples 1152 channels and convolves them down to 192: the 1x1 convolution runs first,
+    on the small map, and its RELU6 after the resize (bilinear weights sum to one, so the bias commutes)."""
+    rng = _rng(12)
+    relu6 = tflite.ActivationFunctionType.RELU6
+
+    def resize_options(b: flatbuffers.Builder) -> int:
+        tflite.ResizeBilinearOptionsStart(b)
+        tflite.ResizeBilinearOptionsAddAlignCorners(b, align)
+        tflite.ResizeBilinearOptionsAddHalfPixelCenters(b, half)
+        return int(tflite.ResizeBilinearOptionsEnd(b))
+
+    m = TinyModel()
+    x = m.add(Tensor("x", (1, 5, 6, 24)))
+    size = m.add(Tensor("size", (2,), T.INT32, np.array([10, 12], np.int32)))
+    up = m.add(Tensor("up", (1, 10, 12, 24)))
+    w = m.add(Tensor("w", (8, 1, 1, 24), data=rng.normal(size=(8, 1, 1, 24)).astype(np.float32)))
+    bias = m.add(Tensor("b", (8,), data=rng.normal(size=8).astype(np.float32) * 3))
+    y = m.add(Tensor("y", (1, 10, 12, 8)))
+    m.ops = [
+        Op(B.RESIZE_BILINEAR, [x, size], [up], Opts.ResizeBilinearOptions, resize_options),
+        Op(
+            B.CONV_2D,
+            [up, w, bias],
+            [y],
+            Opts.Conv2DOptions,
+            _conv_options(tflite.Padding.SAME, 1, relu6),
+        ),
+    ]
+    m.inputs, m.outputs = [x], [y]
+    converted = _check_parity(m, rng.normal(size=(1, 5, 6, 24)).astype(np.float32) * 2, atol=1e-4)
+    ops = [n.op_type for n in converted.graph.node]
+    assert ops.index("Conv") < ops.index("Resize")
+    inferred = onnx.shape_inference.infer_shapes(converted).graph.value_info
+    shapes = {t.name: [d.dim_value for d in t.type.tensor_type.shape.dim] for t in inferred}
+    resize = next(n for n in converted.graph.node if n.op_type == "Resize")
+    assert shapes[resize.input[0]] == [1, 8, 5, 6]  # the resize reads the 8-channel map, not the 24-channel one
+
+
+def test_resize_read_by_a_widening_convolution_stays_first() -> None:
+    """A 1x1 convolution to more channels than it reads gains nothing from running first: the order stays."""
+    m = _resize_model((4, 4), (8, 8), False, True)
+    rng = _rng(13)
+    up = m.ops[0].outputs[0]
+    w = m.add(Tensor("w", (6, 1, 1, 3), data=rng.normal(size=(6, 1, 1, 3)).astype(np.float32)))
+    bias = m.add(Tensor("b", (6,), data=rng.normal(size=6).astype(np.float32)))
+    y = m.add(Tensor("z", (1, 8, 8, 6)))
+    m.ops.append(Op(B.CONV_2D, [up, w, bias], [y], Opts.Conv2DOptions, _conv_options(tflite.Padding.SAME, 1, 0)))
+    m.outputs = [y]
+    converted = _check_parity(m, rng.normal(size=(1, 4, 4, 3)).astype(np.float32))
+    ops = [n.op_type for n in converted.graph.node]
+    assert ops.index("Resize") < ops.index("Conv")
+
+
+def _pooling_block(extra_output: bool) -> TinyModel:
+    """A BlazeFace block on 28 channels: conv → (max pool → channel PAD) + (depthwise s2 → conv) → ADD."""
+    act = tflite.ActivationFunctionType
+    rng = _rng(14)
+    m = TinyModel()
+
+    def t(name: str, shape: tuple[int, ...], data: np.ndarray | None = None) -> int:
+        return m.add(Tensor(name, shape, data=None if data is None else data.astype(np.float32)))
+
+    x = t("x", (1, 12, 12, 8))
+    a = t("a", (1, 12, 12, 28))
+    pooled = t("pooled", (1, 6, 6, 28))
+    pads = m.add(Tensor("pads", (4, 2), T.INT32, np.array([[0, 0], [0, 0], [0, 0], [0, 4]], np.int32)))
+    shortcut = t("shortcut", (1, 6, 6, 32))
+    dw = t("dw", (1, 6, 6, 28))
+    y = t("y", (1, 6, 6, 32))
+    out = t("out", (1, 6, 6, 32))
+    m.ops = [
+        Op(
+            B.CONV_2D,
+            [x, t("w1", (28, 1, 1, 8), rng.normal(size=(28, 1, 1, 8))), t("b1", (28,), rng.normal(size=28))],
+            [a],
+            Opts.Conv2DOptions,
+            _conv_options(tflite.Padding.SAME, 1, act.RELU),
+        ),
+        Op(
+            B.MAX_POOL_2D,
+            [a],
+            [pooled],
+            Opts.Pool2DOptions,
+            _options(
+                tflite.Pool2DOptionsStart,
+                tflite.Pool2DOptionsEnd,
+                Padding=tflite.Padding.VALID,
+                StrideW=2,
+                StrideH=2,
+                FilterWidth=2,
+                FilterHeight=2,
+            ),
+        ),
+        Op(B.PAD, [pooled, pads], [shortcut]),
+        Op(
+            B.DEPTHWISE_CONV_2D,
+            [a, t("w2", (1, 3, 3, 28), rng.normal(size=(1, 3, 3, 28))), t("b2", (28,), rng.normal(size=28))],
+            [dw],
+            Opts.DepthwiseConv2DOptions,
+            _depthwise_options(tflite.Padding.SAME, 2),
+        ),
+        Op(
+            B.CONV_2D,
+            [dw, t("w3", (32, 1, 1, 28), rng.normal(size=(32, 1, 1, 28))), t("b3", (32,), rng.normal(size=32))],
+            [y],
+            Opts.Conv2DOptions,
+            _conv_options(tflite.Padding.SAME, 1, act.NONE),
+        ),
+        Op(
+            B.ADD,
+            [y, shortcut],
+            [out],
+            Opts.AddOptions,
+            _options(tflite.AddOptionsStart, tflite.AddOptionsEnd, FusedActivationFunction=act.RELU),
+        ),
+    ]
+    m.inputs, m.outputs = [x], [out, a] if extra_output else [out]
+    return m
+
+
+def _filters(model: onnx.ModelProto) -> list[int]:
+    """Output channels of every Conv in graph order."""
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    return [weights[n.input[1]][0] for n in model.graph.node if n.op_type == "Conv"]
+
+
+def test_pooled_activations_are_widened_with_zero_channels() -> None:
+    """28 channels that are max-pooled are carried as 32 (ONNX Runtime pools in its blocked layout only on
+    multiples of 16): the extra channels are zero, read by nothing that keeps them, and the outputs exact."""
+    m = _pooling_block(extra_output=False)
+    converted = _check_parity(m, _rng(15).normal(size=(1, 12, 12, 8)).astype(np.float32), atol=1e-4)
+    assert _filters(converted) == [32, 32, 32, 32]  # conv, channel PAD, depthwise, conv
+
+
+def test_activations_that_leave_the_graph_keep_their_channels() -> None:
+    m = _pooling_block(extra_output=True)
+    converted = _check_parity(m, _rng(15).normal(size=(1, 12, 12, 8)).astype(np.float32), atol=1e-4)
+    assert _filters(converted) == [28, 32, 28, 32]

@@ -59,8 +59,8 @@ class OnnxRuntimeBackend(Backend):
         self._output_names: list[str] = []
 
     def load(self, model_path: Path, outputs: Sequence[str] | None = None) -> None:
-        """Load the model. `outputs` keeps only those graph outputs: ONNX Runtime then leaves out the
-        nodes that fed only the dropped ones (e.g. a segmentation head the pipeline does not use)."""
+        """Load the model. `outputs` keeps only those graph outputs and the nodes they need, leaving out
+        the nodes that fed only the dropped ones (e.g. a segmentation head the pipeline does not use)."""
         model_path = Path(model_path)
         if not model_path.is_file():
             raise BackendError(f"model file {model_path} does not exist")
@@ -73,6 +73,12 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads
         options.inter_op_num_threads = 1
+        if self.config.threads > 1:
+            # A session's pool workers keep spinning for a while after each run by default. The pipeline runs
+            # its models one after the other, each with its own pool: on a 2-core device the workers of the
+            # model that just ran spun beside the next one's threads (and beside the camera and analyzer
+            # threads). Spin during a run, between its parallel steps, and stop when it returns.
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -85,9 +91,6 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"cannot load ONNX model {model_path}: {exc}") from exc
         self.model_path = model_path
         self._output_names = [o.name for o in self._session.get_outputs()]
-        if outputs is not None and set(outputs) - set(self._output_names):
-            missing = ", ".join(sorted(set(outputs) - set(self._output_names)))
-            raise BackendError(f"{model_path} has no output(s) {missing}; it has {', '.join(self._output_names)}")
         log.debug("loaded %s on %s (%d threads)", model_path.name, self._session.get_providers(), self.config.threads)
 
     def _provider_options(self, providers: list[str]) -> list[dict[str, str]]:
@@ -151,8 +154,13 @@ def _spec(arg: ort.NodeArg) -> TensorSpec:
 # --- graph-output selection on the serialised model (protobuf wire format; no `onnx` on devices) ----------
 
 _MODEL_GRAPH = 7  # ModelProto.graph
+_GRAPH_NODE = 1  # GraphProto.node
 _GRAPH_OUTPUT = 12  # GraphProto.output
 _VALUE_INFO_NAME = 1  # ValueInfoProto.name
+_NODE_INPUT = 1  # NodeProto.input
+_NODE_OUTPUT = 2  # NodeProto.output
+_NODE_ATTRIBUTE = 5  # NodeProto.attribute
+_ATTRIBUTE_GRAPHS = (6, 11)  # AttributeProto.g, AttributeProto.graphs: subgraphs that may read outer values
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -210,8 +218,50 @@ def _value_info_name(data: bytes) -> str:
     return ""
 
 
+def _node_io(data: bytes) -> tuple[list[str], list[str], bool]:
+    """A NodeProto's input names, output names, and whether it holds a subgraph."""
+    inputs: list[str] = []
+    outputs: list[str] = []
+    subgraph = False
+    for number, wire, _, payload, end in _fields(data):
+        if wire != 2:
+            continue
+        if number == _NODE_INPUT:
+            inputs.append(data[payload:end].decode("utf-8"))
+        elif number == _NODE_OUTPUT:
+            outputs.append(data[payload:end].decode("utf-8"))
+        elif number == _NODE_ATTRIBUTE:
+            subgraph = subgraph or any(n in _ATTRIBUTE_GRAPHS for n, *_ in _fields(data[payload:end]))
+    return inputs, outputs, subgraph
+
+
+def _dead_nodes(graph: bytes, outputs: set[str]) -> set[int]:
+    """Offsets of the NodeProtos that no graph output in `outputs` depends on.
+
+    ONNX Runtime runs every node of a graph, even one whose result nothing reads, so dropping a graph
+    output saves nothing unless the nodes that fed only it go too. Nodes are in topological order
+    (an ONNX rule), so one backward sweep finds the needed ones. A graph with subgraphs (If, Loop,
+    Scan) is left whole: their nodes read outer values that the node's own inputs do not list.
+    """
+    nodes: list[tuple[int, list[str], list[str]]] = []
+    for number, wire, start, payload, end in _fields(graph):
+        if number == _GRAPH_NODE and wire == 2:
+            inputs, outs, subgraph = _node_io(graph[payload:end])
+            if subgraph:
+                return set()
+            nodes.append((start, inputs, outs))
+    needed = set(outputs)
+    dead: set[int] = set()
+    for start, inputs, outs in reversed(nodes):
+        if needed.intersection(outs):
+            needed.update(inputs)
+        else:
+            dead.add(start)
+    return dead
+
+
 def keep_graph_outputs(model: bytes, keep: set[str]) -> bytes:
-    """The serialised ONNX model with only the graph outputs named in `keep`."""
+    """The serialised ONNX model with only the graph outputs named in `keep`, and only the nodes they need."""
     out = bytearray()
     found_graph = False
     for number, wire, start, payload, end in _fields(model):
@@ -220,9 +270,19 @@ def keep_graph_outputs(model: bytes, keep: set[str]) -> bytes:
             continue
         found_graph = True
         graph = model[payload:end]
+        names = [
+            _value_info_name(graph[g_payload:g_end])
+            for g_number, g_wire, _, g_payload, g_end in _fields(graph)
+            if g_number == _GRAPH_OUTPUT and g_wire == 2
+        ]
+        if keep - set(names):
+            raise ValueError(f"no output(s) {', '.join(sorted(keep - set(names)))}; it has {', '.join(names)}")
+        dead = _dead_nodes(graph, keep)
         kept = bytearray()
         for g_number, g_wire, g_start, g_payload, g_end in _fields(graph):
             if g_number == _GRAPH_OUTPUT and g_wire == 2 and _value_info_name(graph[g_payload:g_end]) not in keep:
+                continue
+            if g_number == _GRAPH_NODE and g_start in dead:
                 continue
             kept += graph[g_start:g_end]
         out += _encode_varint((_MODEL_GRAPH << 3) | 2) + _encode_varint(len(kept)) + kept

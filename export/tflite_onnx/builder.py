@@ -44,6 +44,9 @@ class RuntimeValue:
     # Zero padding (top, left, bottom, right) not yet applied: only convolutions read such a value,
     # and they add it to their own pads (see ops.pad).
     pending_pads: tuple[int, int, int, int] | None = None
+    # A bilinear resize not yet applied (its ONNX coordinate_transformation_mode): its only reader is a
+    # 1x1 convolution, which runs before it instead (see ops.resize_bilinear).
+    pending_resize: str | None = None
 
 
 class GraphBuilder:
@@ -80,8 +83,8 @@ class GraphBuilder:
 
     def layout_of(self, value: RuntimeValue, want: Layout) -> str:
         """Name of `value` in layout `want`, adding the Transpose the first time it is needed."""
-        if value.pending_pads is not None:
-            raise ValueError("a value with pending pads can only be read by a convolution")
+        if value.pending_pads is not None or value.pending_resize is not None:
+            raise ValueError("a value with a pending pad or resize can only be read by a convolution")
         if want in value.names:
             return value.names[want]
         if len(value.shape) != 4:

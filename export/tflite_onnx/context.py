@@ -22,6 +22,7 @@ class OpContext:
         values: dict[int, RuntimeValue],
         *,
         consumers: dict[int, list[OpInfo]] | None = None,
+        widened: dict[int, int] | None = None,
     ) -> None:
         self.graph = graph
         self.op = op
@@ -29,6 +30,7 @@ class OpContext:
         self._constants = constants
         self._values = values
         self._consumers = consumers or {}
+        self._widened = widened or {}
 
     def consumers(self, j: int = 0) -> list[OpInfo]:
         """The ops that read output j."""
@@ -69,12 +71,23 @@ class OpContext:
     def shape(self, i: int) -> tuple[int, ...]:
         return self.tensor(i).shape
 
+    def channels(self, i: int) -> int:
+        """How many channels runtime input i (4-D) really has: its own, or more where it is widened with
+        zero channels (see channels.py)."""
+        return self._widened.get(self.op.inputs[i], self.shape(i)[-1])
+
+    def out_channels(self, j: int = 0) -> int:
+        """How many channels output j (4-D) is to have: its own, or more where it is widened."""
+        return self._widened.get(self.op.outputs[j], self.out_tensor(j).shape[-1])
+
     def nchw(self, i: int) -> str:
         """Runtime input i as a channel-first tensor (it must be 4-D)."""
         if len(self.shape(i)) != 4:
             raise self.error(f"input {i} must be 4-D, has shape {self.shape(i)}")
         if self.value(i).pending_pads is not None:
             raise self.error(f"input {i} carries a folded PAD that this op cannot absorb")
+        if self.value(i).pending_resize is not None:
+            raise self.error(f"input {i} carries a deferred RESIZE_BILINEAR that this op cannot absorb")
         return self.builder.layout_of(self.value(i), "nchw")
 
     def nchw_padded(self, i: int) -> tuple[str, tuple[int, int, int, int]]:
@@ -88,6 +101,11 @@ class OpContext:
         """Output 0 is `name` (channel-first) zero-padded by `pads`, left for the consuming convolutions."""
         tensor = self.out_tensor()
         self._values[self.op.outputs[0]] = RuntimeValue(shape=tensor.shape, names={"nchw": name}, pending_pads=pads)
+
+    def set_resized_output(self, name: str, mode: str) -> None:
+        """Output 0 is `name` (channel-first) resized bilinearly with `mode`, left for the consuming 1x1 convolution."""
+        tensor = self.out_tensor()
+        self._values[self.op.outputs[0]] = RuntimeValue(shape=tensor.shape, names={"nchw": name}, pending_resize=mode)
 
     def native(self, i: int) -> str:
         return self.builder.layout_of(self.value(i), "native")

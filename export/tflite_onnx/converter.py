@@ -9,6 +9,7 @@ import onnx
 from onnx import helper
 
 from export.tflite_onnx.builder import GraphBuilder, RuntimeValue, onnx_type
+from export.tflite_onnx.channels import widened_channels
 from export.tflite_onnx.context import OpContext
 from export.tflite_onnx.errors import ConversionError
 from export.tflite_onnx.ops import CONVERTERS, FOLDERS
@@ -49,8 +50,9 @@ def convert_graph(graph: TfliteGraph) -> onnx.ModelProto:
         for index in op.inputs:
             if index >= 0:
                 consumers.setdefault(index, []).append(op)
+    widened = widened_channels(graph)
     for op in graph.ops:
-        ctx = OpContext(graph, op, builder, constants, values, consumers=consumers)
+        ctx = OpContext(graph, op, builder, constants, values, consumers=consumers, widened=widened)
         if op.kind in FOLDERS:
             source = graph.tensors[op.inputs[0]]
             if not (ctx.is_const(0) or (source.sparsity is not None and source.data is not None)):

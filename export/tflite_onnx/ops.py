@@ -13,8 +13,9 @@ from collections.abc import Callable
 import numpy as np
 import tflite
 
-from export.tflite_onnx.builder import NHWC_TO_NCHW, Layout
+from export.tflite_onnx.builder import NHWC_TO_NCHW, GraphBuilder, Layout
 from export.tflite_onnx.context import OpContext
+from export.tflite_onnx.reader import OpInfo
 from export.tflite_onnx.sparse import densify
 
 Converter = Callable[[OpContext], None]
@@ -61,6 +62,17 @@ def _bias(ctx: OpContext, index: int, channels: int) -> np.ndarray:
     if ctx.has_input(index):
         return ctx.const(index).astype(np.float32).reshape(channels)
     return np.zeros(channels, dtype=np.float32)
+
+
+def _widen(weights: np.ndarray, bias: np.ndarray, out_c: int, in_c: int) -> tuple[np.ndarray, np.ndarray]:
+    """OIHW weights and bias with zero filters appended up to `out_c` and zero input channels up to `in_c`
+    (for activations carried with extra zero channels, see channels.py)."""
+    o, i = weights.shape[:2]
+    if (o, i) == (out_c, in_c):
+        return weights, bias
+    wide = np.zeros((out_c, in_c, *weights.shape[2:]), dtype=np.float32)
+    wide[:o, :i] = weights
+    return wide, np.concatenate([bias, np.zeros(out_c - o, dtype=np.float32)])
 
 
 def _weights(ctx: OpContext, index: int) -> np.ndarray:
@@ -112,10 +124,26 @@ def conv_2d(ctx: OpContext) -> None:
     groups = ctx.shape(0)[3] // in_c
     strides = (opts.StrideH(), opts.StrideW())
     dilations = (opts.DilationHFactor(), opts.DilationWFactor())
-    x, folded = ctx.nchw_padded(0)
-    pads = _add_pads(_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations), folded)
     b = ctx.builder
     _, out_h, out_w, _ = ctx.out_tensor().shape
+    w_oihw, bias = weights.transpose(0, 3, 1, 2), _bias(ctx, 2, out_c)
+    if groups == 1:
+        w_oihw, bias = _widen(w_oihw, bias, ctx.out_channels(), ctx.channels(0))
+    resize_mode = ctx.value(0).pending_resize
+    if resize_mode is not None:
+        # The bilinear resize before this 1x1 convolution runs after it, on fewer channels (see
+        # resize_bilinear); the fused activation follows the resize.
+        small = b.node(
+            "Conv",
+            [ctx.value(0).names["nchw"], b.constant(w_oihw, "w"), b.constant(bias, "b")],
+            "conv_before_resize",
+            kernel_shape=[1, 1],
+        )
+        y = _resize(b, small, (1, len(bias), out_h, out_w), resize_mode, ctx.hint())
+        ctx.set_output(ctx.activation(y, opts.FusedActivationFunction(), channels=len(bias)), "nchw")
+        return
+    x, folded = ctx.nchw_padded(0)
+    pads = _add_pads(_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations), folded)
     if out_c == 1 and groups == 1 and (k_h, k_w) != (1, 1) and out_h * out_w >= 1024:
         # A spatial convolution to one channel (a mask head) wastes ONNX Runtime's blocked kernels,
         # which compute output channels in blocks of 8 or 16: split it into a depthwise convolution
@@ -135,7 +163,7 @@ def conv_2d(ctx: OpContext) -> None:
     else:
         y = b.node(
             "Conv",
-            [x, b.constant(weights.transpose(0, 3, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
+            [x, b.constant(w_oihw, "w"), b.constant(bias, "b")],
             ctx.hint(),
             kernel_shape=[k_h, k_w],
             strides=list(strides),
@@ -150,20 +178,21 @@ def depthwise_conv_2d(ctx: OpContext) -> None:
     opts = ctx.options(tflite.DepthwiseConv2DOptions)
     weights = _weights(ctx, 1)  # [1, kh, kw, in_c * multiplier]
     _, k_h, k_w, out_c = weights.shape
-    in_c = ctx.shape(0)[3]
     strides = (opts.StrideH(), opts.StrideW())
     dilations = (opts.DilationHFactor(), opts.DilationWFactor())
     x, folded = ctx.nchw_padded(0)
     b = ctx.builder
+    # A widened input (see channels.py) gets zero filters for its extra channels, which stay zero.
+    w_oihw, bias = _widen(weights.transpose(3, 0, 1, 2), _bias(ctx, 2, out_c), ctx.out_channels(), 1)
     y = b.node(
         "Conv",
-        [x, b.constant(weights.transpose(3, 0, 1, 2), "w"), b.constant(_bias(ctx, 2, out_c), "b")],
+        [x, b.constant(w_oihw, "w"), b.constant(bias, "b")],
         ctx.hint(),
         kernel_shape=[k_h, k_w],
         strides=list(strides),
         dilations=list(dilations),
         pads=_add_pads(_pads(ctx, opts.Padding(), (k_h, k_w), strides, dilations), folded),
-        group=in_c,
+        group=ctx.channels(0),
     )
     ctx.set_output(ctx.activation(y, opts.FusedActivationFunction()), "nchw")
 
@@ -247,7 +276,7 @@ def _binary(ctx: OpContext, onnx_op: str, options_cls: type) -> None:
     layout, rank = _elementwise_layout(ctx)
     fused = ctx.options(options_cls).FusedActivationFunction()
     y = ctx.builder.node(onnx_op, [ctx.operand(0, layout, rank), ctx.operand(1, layout, rank)], ctx.hint())
-    channels = ctx.out_tensor().shape[3] if layout == "nchw" else None
+    channels = ctx.out_channels() if layout == "nchw" else None
     ctx.set_output(ctx.activation(y, fused, channels=channels), layout)
 
 
@@ -280,7 +309,7 @@ def hard_swish(ctx: OpContext) -> None:
 def relu6(ctx: OpContext) -> None:
     layout = ctx.runtime_layout(0)
     x = ctx.builder.layout_of(ctx.value(0), layout)
-    channels = ctx.out_tensor().shape[3] if layout == "nchw" else None
+    channels = ctx.out_channels() if layout == "nchw" else None
     ctx.set_output(ctx.activation(x, tflite.ActivationFunctionType.RELU6, channels=channels), layout)
 
 
@@ -321,12 +350,14 @@ def pad(ctx: OpContext) -> None:
         # Zero channels appended (BlazeBlock shortcuts): a 1x1 convolution with identity weights, exact,
         # keeps ONNX Runtime in its blocked layout (Pad is not) and fuses with the residual Add after it.
         in_c = ctx.shape(0)[3]
-        before, after = int(paddings[3, 0]), int(paddings[3, 1])
-        weights = np.zeros((before + in_c + after, in_c, 1, 1), dtype=np.float32)
-        weights[before : before + in_c, :, 0, 0] = np.eye(in_c, dtype=np.float32)
+        before = int(paddings[3, 0])
+        weights = np.zeros((ctx.out_channels(), ctx.channels(0), 1, 1), dtype=np.float32)  # widened: channels.py
+        weights[before : before + in_c, :in_c, 0, 0] = np.eye(in_c, dtype=np.float32)
         y = b.node("Conv", [ctx.nchw(0), b.constant(weights, "channel_pad")], ctx.hint(), kernel_shape=[1, 1])
         ctx.set_output(y, "nchw")
         return
+    if ctx.out_channels() != ctx.out_tensor().shape[-1]:
+        raise ctx.error("a channel PAD on a channel-last input cannot give its output extra channels")
     spatial_only = not paddings[0].any() and not paddings[3].any() and (paddings >= 0).all()
     only_convolutions = all(
         op.kind in _CONVOLUTIONS and op.inputs[0] == ctx.op.outputs[0] and ctx.op.outputs[0] not in op.inputs[1:]
@@ -366,6 +397,28 @@ def concatenation(ctx: OpContext) -> None:
     ctx.set_output(ctx.activation(y, opts.FusedActivationFunction(), channels=channels), layout)
 
 
+def _resize(b: GraphBuilder, x: str, sizes: tuple[int, int, int, int], mode: str, hint: str) -> str:
+    sizes_name = b.int64s(list(sizes), "sizes")
+    return b.node("Resize", [x, "", "", sizes_name], hint, mode="linear", coordinate_transformation_mode=mode)
+
+
+def _commutes_with_resize(ctx: OpContext, op: OpInfo) -> bool:
+    """Whether `op`, the only reader of this resize's output, is a 1x1 convolution with fewer output channels
+    than input channels, so that it can run before the resize on a smaller map.
+
+    Bilinear weights sum to one, so resize(conv(x) + bias) = conv(resize(x)) + bias; the fused activation
+    is the only non-linear step and runs after the resize. pose_detection upsamples 1152 channels to convolve
+    them down to 192 right after: this saves three quarters of that convolution and most of the resize.
+    """
+    if op.kind != "CONV_2D" or op.inputs[0] != ctx.op.outputs[0] or ctx.op.outputs[0] in op.inputs[1:]:
+        return False
+    weights = ctx.graph.tensors[op.inputs[1]].shape  # OHWI
+    if len(weights) != 4 or weights[1:3] != (1, 1) or weights[0] >= weights[3] or weights[3] != ctx.shape(0)[3]:
+        return False
+    opts = op.options(tflite.Conv2DOptions)
+    return (opts.StrideH(), opts.StrideW(), opts.DilationHFactor(), opts.DilationWFactor()) == (1, 1, 1, 1)
+
+
 def resize_bilinear(ctx: OpContext) -> None:
     opts = ctx.options(tflite.ResizeBilinearOptions)
     align, half_pixel = bool(opts.AlignCorners()), bool(opts.HalfPixelCenters())
@@ -374,16 +427,12 @@ def resize_bilinear(ctx: OpContext) -> None:
     # TFLite: src = dst * in/out (asymmetric), (dst + 0.5) * in/out - 0.5 (half pixel, clamped at 0),
     # or dst * (in - 1)/(out - 1) (align corners); ONNX Resize's modes of the same names.
     mode = "align_corners" if align else ("half_pixel" if half_pixel else "asymmetric")
+    consumers = ctx.consumers()
+    if len(consumers) == 1 and not ctx.is_graph_output() and _commutes_with_resize(ctx, consumers[0]):
+        ctx.set_resized_output(ctx.nchw(0), mode)
+        return
     n, out_h, out_w, c = ctx.out_tensor().shape
-    b = ctx.builder
-    y = b.node(
-        "Resize",
-        [ctx.nchw(0), "", "", b.int64s([n, c, out_h, out_w], "sizes")],
-        ctx.hint(),
-        mode="linear",
-        coordinate_transformation_mode=mode,
-    )
-    ctx.set_output(y, "nchw")
+    ctx.set_output(_resize(ctx.builder, ctx.nchw(0), (n, c, out_h, out_w), mode, ctx.hint()), "nchw")
 
 
 def depth_to_space(ctx: OpContext) -> None:

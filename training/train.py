@@ -225,6 +225,33 @@ def fold_metrics(kind: str, y: np.ndarray, pred: np.ndarray, subjects: list[str]
     return classification_metrics(y, pred, subjects, rounds=cfg.bootstrap_rounds, seed=cfg.seed)
 
 
+def in_target_units(model: nn.Module, mean: np.ndarray, std: np.ndarray, x: Any) -> nn.Module:
+    """A copy of a regressor whose outputs are in the target's units, not standardised.
+
+    Training fits standardised targets ((y - mean) / std); the saved model (and every export of it) must
+    output y itself, so the scale and offset are folded into the last linear layer, and checked on real inputs.
+    """
+    folded = copy.deepcopy(model).eval()
+    last = [m for m in folded.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError(f"{type(model).__name__}: no linear output layer to fold the target scaling into")
+    layer = last[-1]
+    scale = torch.as_tensor(np.asarray(std, np.float32), device=layer.weight.device)
+    shift = torch.as_tensor(np.asarray(mean, np.float32), device=layer.weight.device)
+    sample = x[:2] if isinstance(x, Tensor) else None
+    with torch.no_grad():
+        before = model.eval()(sample.to(layer.weight.device)) if sample is not None else None
+        layer.weight.mul_(scale[:, None])
+        if layer.bias is None:
+            raise ValueError(f"{type(model).__name__}: the output layer has no bias to take the target mean")
+        layer.bias.mul_(scale).add_(shift)
+        if sample is not None and before is not None:
+            after = folded(sample.to(layer.weight.device))
+            if not torch.allclose(after, before * scale + shift, rtol=1e-4, atol=1e-4):
+                raise ValueError(f"{type(model).__name__}: its last linear layer is not its output; cannot fold")
+    return folded
+
+
 def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None) -> dict[str, Any]:
     """Run the cross-validation of `cfg` and write report.json, report.md, plots and model.pt under `out_dir`.
 
@@ -306,6 +333,8 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
         report["final_fit"] = {k: v for k, v in info.items() if k != "history"}
     report["seconds"] = round(time.monotonic() - started, 1)
     assert final_model is not None and last_model is not None and last_test is not None
+    if kind == "regression":
+        final_model = in_target_units(final_model, trainer.target_mean, trainer.target_std, prepared.x)
     save_checkpoint(
         out / "model.pt", model=final_model, task=task, arch=arch, model_kwargs=kwargs,
         label_map=labels_of_data, input_spec=prepared.input_spec, normalisation=prepared.normalisation,

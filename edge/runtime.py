@@ -24,7 +24,7 @@ from edge.mqtt_client import MqttPublisher
 from edge.outbox import Outbox, OutboxError
 from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from edge.perception.types import FrameResult
-from edge.roles.base import EmitContext, RoleAnalyzer, ScoreMessage
+from edge.roles.base import EmitContext, Image, RoleAnalyzer, ScoreMessage
 from edge.roles.registry import analyzer_class, create_analyzer
 from edge.sdnotify import Notifier
 from edge.wire import CameraState, ModelRef, encode, topic_for
@@ -51,6 +51,9 @@ class FrameResultSource(Protocol):
     def poll(self, timeout: float, meter: StageMeter) -> FrameResult | None:
         """The next result, or None when nothing arrived within `timeout`."""
 
+    def take_image(self) -> Image | None:
+        """The frame of the result `poll` returned last, handed over once (None when frames are not kept)."""
+
     @property
     def finished(self) -> bool:
         """True once a finite input is exhausted."""
@@ -76,11 +79,18 @@ class FrameFeed(Protocol):
 
 
 class CameraResults:
-    """Grabber frames run through the perception pipeline, one at a time; frames are not kept."""
+    """Grabber frames run through the perception pipeline, one at a time. A frame is kept only for an analyzer
+    that reads pixels (`keep_image`), and only until the loop has handed it to the analyzer (`take_image`)."""
 
-    def __init__(self, feed: FrameFeed, pipeline: PerceptionPipeline) -> None:
+    def __init__(self, feed: FrameFeed, pipeline: PerceptionPipeline, keep_image: bool = False) -> None:
         self.feed = feed
         self.pipeline = pipeline
+        self.keep_image = keep_image
+        self._image: Image | None = None
+
+    def take_image(self) -> Image | None:
+        image, self._image = self._image, None
+        return image
 
     def start(self) -> None:
         self.feed.start()
@@ -92,6 +102,7 @@ class CameraResults:
         frame, timestamp = item
         t0 = time.perf_counter()
         result = self.pipeline.process(frame, timestamp)  # type: ignore[arg-type]
+        self._image = frame if self.keep_image else None  # type: ignore[assignment]
         del frame, item
         meter.add_time("perception", (time.perf_counter() - t0) * 1e3)
         for stage, ms in result.stage_ms.items():
@@ -124,6 +135,9 @@ class ReplayResults:
 
     def start(self) -> None:
         pass
+
+    def take_image(self) -> Image | None:
+        return None  # a replay holds perception results only
 
     def poll(self, timeout: float, meter: StageMeter) -> FrameResult | None:
         first, self._first = self._first, None
@@ -216,7 +230,9 @@ class EdgeRuntime:
                     self.meter.count("processed")
                     self.summary.frames += 1
                     t0 = time.perf_counter()
-                    messages = self.analyzer.process(result)
+                    image = self.results.take_image()
+                    messages = self.analyzer.process(result, image)
+                    del image
                     self.meter.add_time("analyzer", (time.perf_counter() - t0) * 1e3)
                     del result
                     self._store(messages)
@@ -388,6 +404,8 @@ def build_runtime(
         site=profile.device.site, device_id=profile.device.device_id, models=models, next_seq=outbox.next_seq
     )
     analyzer = create_analyzer(profile.role, ctx, profile.role_config())
+    if isinstance(results, CameraResults):
+        results.keep_image = analyzer.reads_image  # e.g. the head-pose shift regressor cuts its crop from the frame
     if getattr(analyzer, "needs_site_key", False):  # the gait booth hashes student codes with the site secret
         if profile.secrets.site_hmac_key is None:
             raise SecretError("gait.subject_codes.input is set but secrets.site_hmac_key is not")

@@ -3,7 +3,9 @@
 
 A real photo of a person (skimage's astronaut) slides in from the left, across the frame and out at the
 right: exactly one walk-through, reported with its quality outcome (a photo shows no legs, so it cannot be a
-screening). A clip with nobody in view yields no walk-through at all.
+screening). A clip with nobody in view yields no walk-through at all. Two photos crossing side by side are one
+walk-through reported as `multiple_people`: the booth profile tracks two people and its perception census
+takes up the second within `census_every` frames.
 """
 
 from __future__ import annotations
@@ -27,16 +29,27 @@ SIZE = (640, 480)
 FPS = 10.0
 
 
-def make_crossing_clip(path: Path, *, seconds: float = 4.0, margin_s: float = 1.0) -> int:
-    """The photo enters at the image left, crosses at constant speed and leaves at the right; `margin_s` of empty
-    corridor before and after. Returns the number of frames."""
+def make_crossing_clip(
+    path: Path,
+    *,
+    seconds: float = 4.0,
+    margin_s: float = 1.0,
+    people: int = 1,
+    height_fraction: float = 0.8,
+    fps: float = FPS,
+) -> int:
+    """The photo (`people` copies side by side, 10 % of a photo apart) enters at the image left, crosses at
+    constant speed and leaves at the right; `margin_s` of empty corridor before and after. Returns the number
+    of frames."""
     width, height = SIZE
-    photo = astronaut_bgr(int(height * 0.8))
+    single = astronaut_bgr(int(height * height_fraction))
+    gap = np.full((single.shape[0], single.shape[1] // 10, 3), BACKGROUND, np.uint8)
+    photo = np.concatenate([single] + [part for _ in range(people - 1) for part in (gap, single)], axis=1)
     ph, pw = photo.shape[:2]
     y0 = (height - ph) // 2
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, SIZE)
     assert writer.isOpened()
-    n_margin, n_cross = round(margin_s * FPS), round(seconds * FPS)
+    n_margin, n_cross = round(margin_s * fps), round(seconds * fps)
     frames = 0
     for i in range(2 * n_margin + n_cross):
         canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
@@ -97,3 +110,30 @@ def test_photo_crossing_the_frame_is_one_walkthrough_and_an_empty_clip_none(
     allowed = {tmp_path / f"{n}-outbox.sqlite{s}" for n in ("crossing", "empty") for s in ("", "-wal", "-shm")}
     allowed |= {tmp_path / ".ses"}
     assert written <= allowed, sorted(written - allowed)
+
+
+def test_two_people_crossing_together_are_one_walkthrough_not_screened(
+    tmp_path: Path, broker: MosquittoBroker, model_dir: Path
+) -> None:
+    """Two photos side by side cross at 30 fps: the leading one is tracked first, the census takes up the other
+    (the booth profile: max_persons 2, census_every 10), and the walk-through is `multiple_people`."""
+    pair = tmp_path / "pair.avi"
+    n_frames = make_crossing_clip(pair, people=2, height_fraction=0.5, fps=30.0, margin_s=0.5)
+    sub = Subscriber(broker)
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "site-secret").write_bytes(b"camera-test-site-secret\n")
+    run = _run(pair, broker.url, tmp_path, model_dir, "pair")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sub.wait_for(lambda: any(m.kind == "gait" for m, _ in sub.messages), 10), run.stderr[-3000:]
+    assert sub.wait_for(lambda: any(m.kind == "status" for m, _ in sub.messages), 10)
+    sub.close()
+    with sub.lock:
+        walks = [m for m, _ in sub.messages if isinstance(m, GaitScreening)]
+    assert len(walks) == 1, [(w.outcome, w.quality) for w in walks]
+    walk = walks[0]
+    print("two people crossing:", walk.outcome, walk.quality)
+    assert walk.outcome == "multiple_people"
+    assert walk.measures == {} and walk.probabilities is None
+    q = walk.quality
+    assert q["multi_person_frames"] > 0.15 * q["frames_with_person"]
+    assert q["net_travel"] > 0.4 and 0 < walk.frames <= n_frames

@@ -55,19 +55,26 @@ def test_head_roll_follows_the_photo_rotation_with_real_perception(tmp_path: Pat
     assert back - level == pytest.approx(-8.0, abs=3.0), rolls
 
 
-def test_shipped_profile_runs_to_a_real_broker(tmp_path: Path, broker: MosquittoBroker, model_dir: Path) -> None:
-    clip = make_posture_clip(tmp_path / "level.avi", seconds=2.0, fps=5.0, tilt_deg=0.0, sway_px=0.0)
+def run_station(
+    profile: Path, clip: Path, broker: MosquittoBroker, model_dir: Path, tmp_path: Path
+) -> tuple[list[HeadPoseWindow], str]:
+    """`edgescreen edge run` of a head-pose profile on a video file to a real broker: (windows received, stderr)."""
     sub = Subscriber(broker)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EDGESCREEN_MODEL_DIR": str(model_dir), "TMPDIR": str(tmp_path)}
-    profile = ROOT / "firmware_config" / "profiles" / "head-pose-station.yaml"
-    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip.path),
+    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip),
            "--broker", broker.url, "--outbox", str(tmp_path / "outbox.sqlite")]  # fmt: skip
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sub.wait_for(lambda: any(m.kind == "headpose" for m, _ in sub.messages), 10), run.stderr[-3000:]
     sub.close()
     with sub.lock:
-        windows = [m for m, _ in sub.messages if isinstance(m, HeadPoseWindow)]
+        return [m for m, _ in sub.messages if isinstance(m, HeadPoseWindow)], run.stderr
+
+
+def test_shipped_profile_runs_to_a_real_broker(tmp_path: Path, broker: MosquittoBroker, model_dir: Path) -> None:
+    clip = make_posture_clip(tmp_path / "level.avi", seconds=2.0, fps=5.0, tilt_deg=0.0, sway_px=0.0)
+    profile = ROOT / "firmware_config" / "profiles" / "head-pose-station.yaml"
+    windows, _ = run_station(profile, clip.path, broker, model_dir, tmp_path)
     assert len(windows) == 1  # a 2 s clip is one (partial) session window, closed at the end of input
     window = windows[0]
     assert window.frames == 10 and window.metrics["roll_deg"].valid_frames >= 5

@@ -23,7 +23,7 @@ from edge.heartbeat import StageMeter, cpu_temperature_c
 from edge.mqtt_client import MqttPublisher
 from edge.outbox import Outbox
 from edge.perception.types import FrameResult, Person
-from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.runtime import CameraHealth, EdgeRuntime, RunLimits
 from edge.sdnotify import Notifier
 from edge.wire import Heartbeat, PostureWindow, Status, WindowStats
@@ -51,6 +51,9 @@ class ListResults:
         person = Person(score=0.9, bbox=(0, 0, 1, 1), keypoints=np.zeros((33, 3), np.float32),
                         world=np.zeros((33, 3), np.float32))  # fmt: skip
         return FrameResult(timestamp=self.i / 30, width=640, height=480, persons=[person])
+
+    def take_image(self) -> None:
+        return None
 
     @property
     def finished(self) -> bool:
@@ -82,7 +85,7 @@ class EveryTenFrames(RoleAnalyzer):
             metrics={"head_tilt_deg": stats},
         )  # fmt: skip
 
-    def process(self, frame: FrameResult) -> list[ScoreMessage]:
+    def process(self, frame: FrameResult, image: Image | None = None) -> list[ScoreMessage]:
         self.frames += 1
         if self.frames == 10:
             message = self._window()

@@ -1,8 +1,10 @@
 """The perception pipeline: pose detector → pose landmarks (+ segmentation) → face → head pose, per frame.
 
-The detector runs only when fewer people are tracked than `max_persons`: each tracked person's ROI
-for the next frame comes from this frame's auxiliary landmarks (as MediaPipe's pose graph does), and a
-track ends when the landmark model's pose flag drops below the threshold.
+Each tracked person's ROI for the next frame comes from this frame's auxiliary landmarks (as MediaPipe's
+pose graph does), and a track ends when the landmark model's pose flag drops below the threshold. The
+detector runs when nobody is tracked or a track was just lost; while some but fewer than `max_persons`
+people are tracked it also runs every `census_every` frames (the census), so a newcomer is taken up
+without paying for a detector run on every frame.
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ class PerceptionConfig(BaseModel):
     max_persons: int = Field(default=1, ge=1, le=8, description="people tracked at once")
     tracking: bool = Field(
         default=True, description="find each person from the previous frame's landmarks, skipping the detector"
+    )
+    census_every: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="while some but fewer than max_persons people are tracked, run the detector every this many "
+        "frames to take up newcomers (1: every frame; 0: only when nobody is tracked or a track is lost)",
     )
     detection_min_score: float = Field(default=0.5, ge=0, le=1, description="pose detector score threshold")
     detection_iou: float = Field(default=0.3, gt=0, le=1, description="pose detector non-max suppression IoU")
@@ -139,6 +148,7 @@ class PerceptionPipeline:
             self.face_landmarker = FaceLandmarker(factory(FaceLandmarker.model_name), config.face_presence_threshold)
         self.head_pose = HeadPoseEstimator()
         self._tracks: list[_Track] = []
+        self._since_detection = 0  # frames since the detector last ran (the census counts these)
 
     def _default_factory(self, name: str) -> Backend:
         try:
@@ -150,7 +160,7 @@ class PerceptionPipeline:
             from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
             # Without segmentation, leave the segmentation head out of the graph (ONNX Runtime then
-            # skips its decoder and upsampling: about a tenth of the landmark model's time).
+            # skips its decoder and upsampling: about 40 % of the landmark model's time).
             keep = [o.name for o in entry.outputs if self.config.segmentation or not _is_segmentation(o.shape)]
             backend = OnnxRuntimeBackend(self.config.backend)
             backend.load(path, outputs=keep)
@@ -183,6 +193,7 @@ class PerceptionPipeline:
     def reset(self) -> None:
         """Forget all tracks (e.g. after a camera switch): the next frame runs the detector."""
         self._tracks = []
+        self._since_detection = 0
 
     # ------------------------------------------------------------------ per frame
 
@@ -197,15 +208,20 @@ class PerceptionPipeline:
         ms.update({"pose_detection": 0.0, "pose_landmarks": 0.0})
 
         live: list[_Track] = []
+        lost = False
         if self.config.tracking:
             for track in self._tracks:
                 landmarks = self._landmarks(frame, track.roi, ms)
                 if landmarks is not None:
                     track.last = landmarks
                     live.append(track)
+                else:
+                    lost = True
         live = _drop_duplicates(live)
 
-        if len(live) < self.config.max_persons:
+        self._since_detection += 1
+        if len(live) < self.config.max_persons and (lost or not live or self._census_due()):
+            self._since_detection = 0
             t0 = time.perf_counter()
             detections = self.pose_detector(frame)
             ms["pose_detection"] += (time.perf_counter() - t0) * 1e3
@@ -235,6 +251,10 @@ class PerceptionPipeline:
         ms["total"] = (time.perf_counter() - start) * 1e3
         result.persons = persons
         return result
+
+    def _census_due(self) -> bool:
+        every = self.config.census_every
+        return every > 0 and self._since_detection >= every
 
     def _new_track(self, roi: RotatedRect) -> _Track:
         s = self.config.smoothing

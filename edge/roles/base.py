@@ -8,10 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from edge.perception.types import FrameResult
 from edge.wire import GaitScreening, HeadPoseWindow, ModelRef, PostureWindow
 
 ScoreMessage = PostureWindow | GaitScreening | HeadPoseWindow
+Image = npt.NDArray[np.uint8]  # a BGR frame
 
 
 @dataclass
@@ -46,9 +50,18 @@ class RoleAnalyzer(ABC):
         self.ctx = ctx
         self.absent_windows = 0  # windows with nobody in view: counted, reported in the heartbeat
 
+    @property
+    def reads_image(self) -> bool:
+        """True when the analyzer also reads the frame's pixels; the runtime then passes them as `image`."""
+        return False
+
     @abstractmethod
-    def process(self, frame: FrameResult) -> list[ScoreMessage]:
-        """Add one frame; return messages for windows/walks that closed at this frame's time."""
+    def process(self, frame: FrameResult, image: Image | None = None) -> list[ScoreMessage]:
+        """Add one frame; return messages for windows/walks that closed at this frame's time.
+
+        `image` is the BGR frame the result came from, given only to an analyzer that `reads_image` and only
+        for the length of this call: it must not be kept.
+        """
 
     @abstractmethod
     def flush(self) -> list[ScoreMessage]:

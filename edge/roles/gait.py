@@ -21,7 +21,7 @@ import numpy as np
 from edge.backends.base import BackendConfig
 from edge.hashing import sha256_file as _sha256
 from edge.perception.types import FrameResult, Person
-from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.gait_config import GaitConfig, GaitModelConfig
 from edge.roles.gait_measures import Track, gait_cycles, gait_measures
 from edge.roles.gait_silhouette import Silhouette, model_input, silhouette_from_mask
@@ -52,6 +52,10 @@ class GaitModel:
                 f"gait model {config.path}: input {spec.name!r} has shape {spec.shape}, expected [N, T, 64, 44]"
             )
         self.input_name = spec.name
+        # One run at load: ONNX Runtime sizes its buffers on the first call, which would otherwise land on the
+        # first walk-through's result latency.
+        frames = spec.shape[1] if isinstance(spec.shape[1], int) else config.max_frames
+        self.backend.infer({spec.name: np.zeros((1, frames, 64, 44), np.float32)})
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", config.path.stem).strip("-._") or "gait-model"
         self.ref = ModelRef(name=name[:96], sha256=_sha256(config.path))
 
@@ -102,7 +106,7 @@ class GaitAnalyzer(RoleAnalyzer):
             self.codes.start_reader(cfg.input)
 
     # -- RoleAnalyzer -------------------------------------------------------------------------------------
-    def process(self, frame: FrameResult) -> list[ScoreMessage]:
+    def process(self, frame: FrameResult, image: Image | None = None) -> list[ScoreMessage]:
         t = frame.timestamp
         if not self.timeline.accept(t):
             return []

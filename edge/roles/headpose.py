@@ -4,6 +4,10 @@ Per window and metric: mean, minimum, maximum, range, the seconds its magnitude 
 threshold, and the frames it was measured in; plus TWSTRS-2-like item scores from each metric's median
 magnitude (docs/metrics.md, "Head pose"). Windows are cut on frame time (`WindowClock`); a window in which
 nobody was seen sends nothing and is counted in `absent_windows`.
+
+The shifts come from the keypoints, from the synthetic-trained shift regressor (`headpose_shift_model`), or
+both (`headpose.shift_source`). The regressor reads the camera frame, which the caller hands to `process` with
+the perception result (`image=`); the frame is used for that call only.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import numpy.typing as npt
 
-from edge.perception.types import FrameResult
-from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
-from edge.roles.headpose_config import HEADPOSE_METRICS, HeadPoseConfig
+from edge.perception.types import FrameResult, Person
+from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.headpose_config import HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
 from edge.roles.headpose_metrics import compute_headpose, severity_items
+from edge.roles.headpose_shift_model import HeadShiftModel
 from edge.roles.posture_metrics import main_person
-from edge.roles.windows import FrameTimeline, WindowClock
+from edge.roles.windows import FrameTimeline, WindowClock, close_windows
 from edge.wire import HeadPoseStats, HeadPoseWindow
 
 log = logging.getLogger(__name__)
@@ -64,23 +70,39 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         self.clock = WindowClock(self.config.window_s)
         above = self.config.above
         self._series = {name: _Series(getattr(above, name)) for name in HEADPOSE_METRICS}
+        source = self.config.shift_source
+        self.shift_model: HeadShiftModel | None = None
+        # metric each regressor output goes to: the shift metrics themselves, or their own beside them
+        self._model_targets: tuple[str, str] = ("lateral_shift_cm", "sagittal_shift_cm")
+        if source != "keypoints":
+            assert self.config.shift_model is not None  # HeadPoseConfig enforces it
+            self.shift_model = HeadShiftModel(self.config.shift_model)
+        if source == "both":
+            self._model_targets = (MODEL_SHIFT_METRICS["lateral_shift_cm"], MODEL_SHIFT_METRICS["sagittal_shift_cm"])
+            for kp_name, name in MODEL_SHIFT_METRICS.items():
+                self._series[name] = _Series(getattr(above, kp_name))
+        self._model_due_in = 0  # frames with a person until the regressor runs again
+        self._model_skipped_s = 0.0  # frame time the skipped frames stand for, added to the next value
+        self._warned_no_image = False
         self._frames = 0
         self._present = 0
         self._present_s = 0.0
         self.timeline = FrameTimeline()
 
-    def process(self, frame: FrameResult) -> list[ScoreMessage]:
+    @property
+    def reads_image(self) -> bool:
+        """True when the shift regressor is configured: each result's frame must come with it (`image=`)."""
+        return self.shift_model is not None
+
+    def process(self, frame: FrameResult, image: Image | None = None) -> list[ScoreMessage]:
+        """Add one perception result; `image` is its BGR frame, read by the shift regressor when configured."""
         t = frame.timestamp
         if not self.timeline.accept(t):
             return []
-        messages: list[ScoreMessage] = []
-        for start, end in self.clock.advance(t):
-            message = self._close(start, end)
-            if message is not None:
-                messages.append(message)
+        messages: list[ScoreMessage] = close_windows(self.clock, t, self._close)
         # each frame stands for the time until the next one; the first frame for none
         dt = 0.0 if self.timeline.dt is None else min(self.timeline.dt, self.config.max_gap_s)
-        self._add(frame, dt)
+        self._add(frame, dt, image)
         return messages
 
     def flush(self) -> list[ScoreMessage]:
@@ -92,7 +114,7 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         self.clock.index += 1
         return [message] if message is not None else []
 
-    def _add(self, frame: FrameResult, dt: float) -> None:
+    def _add(self, frame: FrameResult, dt: float, image: npt.NDArray[np.uint8] | None) -> None:
         self._frames += 1
         person = main_person(frame.persons)
         if person is None:
@@ -100,9 +122,38 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         self._present += 1
         self._present_s += dt
         metrics = compute_headpose(person, self.config.min_visibility, self.config.neutral_sagittal_cm)
-        for name, value in metrics.values.items():
+        values = metrics.values
+        if self.config.shift_source == "model":
+            values = {k: v for k, v in values.items() if k not in MODEL_SHIFT_METRICS}
+        for name, value in values.items():
             if value is not None:
                 self._series[name].add(value, dt)
+        if self.shift_model is not None:
+            self._add_model_shift(self.shift_model, person, dt, image)
+
+    def _add_model_shift(
+        self, model: HeadShiftModel, person: Person, dt: float, image: npt.NDArray[np.uint8] | None
+    ) -> None:
+        """Every n-th frame with a person: the regressor's shifts, each standing for the frames since the last
+        run; a frame it cannot read (no image, shoulders not placed) is retried on the next one."""
+        if self._model_due_in > 0:
+            self._model_due_in -= 1
+            self._model_skipped_s += dt
+            return
+        stands_for = self._model_skipped_s + dt
+        self._model_skipped_s = 0.0
+        if image is None:
+            if not self._warned_no_image:
+                log.warning("headpose.shift_model is configured but frames reach the role without their image (a "
+                            "replay, or a caller that does not pass image=): no model shifts")  # fmt: skip
+                self._warned_no_image = True
+            return
+        shift = model.predict(image, person.keypoints, self.config.min_visibility)
+        if shift is None:
+            return
+        for name, value in zip(self._model_targets, shift, strict=True):
+            self._series[name].add(value, stands_for)
+        self._model_due_in = model.config.every_n_frames - 1
 
     def _close(self, start: float, end: float) -> HeadPoseWindow | None:
         frames, present, present_s = self._frames, self._present, self._present_s
@@ -110,6 +161,7 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         severity = severity_items({name: s.typical() for name, s in self._series.items()}, self.config.severity)
         for s in self._series.values():
             s.clear()
+        self._model_due_in, self._model_skipped_s = 0, 0.0  # each window starts with a model run
         self._frames = self._present = 0
         self._present_s = 0.0
         if frames == 0:
@@ -123,7 +175,7 @@ class HeadPoseAnalyzer(RoleAnalyzer):
             seq=self.ctx.next_seq(),
             window_start=self.timeline.wall(start),
             window_end=self.timeline.wall(end),
-            models=list(self.ctx.models),
+            models=[*self.ctx.models, *([self.shift_model.ref] if self.shift_model is not None else [])],
             frames=frames,
             presence_s=min(present_s, max(0.0, end - start)),
             metrics=stats,

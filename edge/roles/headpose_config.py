@@ -7,10 +7,31 @@ each can be changed per station.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from edge.backends.base import Provider
 
 HEADPOSE_METRICS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "lateral_shift_cm", "sagittal_shift_cm")
+# the shift regressor's values when they are sent beside the keypoint shifts (`shift_source: both`)
+MODEL_SHIFT_METRICS: dict[str, str] = {
+    "lateral_shift_cm": "lateral_shift_model_cm",
+    "sagittal_shift_cm": "sagittal_shift_model_cm",
+}
+ShiftSource = Literal["keypoints", "model", "both"]
+
+
+def _relative_to_profile(value: Path, info: ValidationInfo) -> Path:
+    """A relative path is relative to the profile's folder (the `base_dir` context `edge.config` passes)."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    return Path(base) / value if base is not None and not value.is_absolute() else value
+
+
+def _cpu_only() -> list[Provider]:
+    return ["cpu"]
 
 
 class AboveThresholds(BaseModel):
@@ -57,6 +78,33 @@ class SeverityBands(BaseModel):
         return self
 
 
+class ShiftModelConfig(BaseModel):
+    """An exported head-shift regressor (`edgescreen export onnx` of a `--task head-shift` checkpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Annotated[Path, AfterValidator(_relative_to_profile)] = Field(
+        description="ONNX file of the head-shift regressor (relative paths: from the profile's folder)"
+    )
+    every_n_frames: int = Field(
+        default=1,
+        ge=1,
+        le=30,
+        description="run the model on every n-th frame with a person; each value stands for the frames until the "
+        "next run (raise it to keep the frame rate on a slow CPU)",
+    )
+    head_width_cm: float = Field(
+        default=15.0,
+        gt=5,
+        le=30,
+        description="ear-to-ear head width that turns the model's output (head widths) into centimetres",
+    )
+    threads: int = Field(default=1, ge=1, le=16, description="ONNX Runtime intra-op threads")
+    providers: list[Provider] = Field(
+        default_factory=_cpu_only, description="ONNX Runtime execution providers in order of preference"
+    )
+
+
 class HeadPoseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,3 +122,21 @@ class HeadPoseConfig(BaseModel):
         description="ear-midpoint offset ahead of the shoulder midpoint in a neutral head posture; subtracted from "
         "the sagittal shift (calibrate per station)",
     )
+    shift_source: ShiftSource = Field(
+        default="keypoints",
+        description="where lateral_shift_cm / sagittal_shift_cm come from: 'keypoints' (world landmarks), 'model' "
+        "(the shift regressor), or 'both' (keypoints there, the regressor in lateral_shift_model_cm / "
+        "sagittal_shift_model_cm)",
+    )
+    shift_model: ShiftModelConfig | None = Field(
+        default=None, description="the head-shift regressor; needed by shift_source 'model' and 'both'"
+    )
+
+    @model_validator(mode="after")
+    def _shift_model_matches_source(self) -> HeadPoseConfig:
+        if self.shift_source != "keypoints" and self.shift_model is None:
+            raise ValueError(f"shift_source {self.shift_source!r} needs shift_model (the exported ONNX file)")
+        if self.shift_source == "keypoints" and self.shift_model is not None:
+            raise ValueError("shift_model is set but shift_source is 'keypoints': set shift_source to 'model' or "
+                             "'both', or remove shift_model")  # fmt: skip
+        return self

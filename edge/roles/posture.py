@@ -19,10 +19,18 @@ import numpy.typing as npt
 from edge.backends.base import BackendConfig
 from edge.hashing import sha256_file as _sha256
 from edge.perception.types import FrameResult, Person
-from edge.roles.base import EmitContext, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.posture_config import POSTURE_METRICS, PostureConfig, PostureModelConfig
 from edge.roles.posture_metrics import FrameMetrics, compute_metrics, main_person
-from edge.roles.windows import BandChanges, FrameTimeline, MetricWindow, SustainedRun, WindowClock, band_rank
+from edge.roles.windows import (
+    BandChanges,
+    FrameTimeline,
+    MetricWindow,
+    SustainedRun,
+    WindowClock,
+    band_rank,
+    close_windows,
+)
 from edge.wire import ModelRef, PostureWindow, WindowStats
 
 log = logging.getLogger(__name__)
@@ -104,15 +112,11 @@ class PostureAnalyzer(RoleAnalyzer):
         self._interval = 0.0  # running estimate of the frame interval (for presence time)
 
     # -- RoleAnalyzer -------------------------------------------------------------------------------------
-    def process(self, frame: FrameResult) -> list[ScoreMessage]:
+    def process(self, frame: FrameResult, image: Image | None = None) -> list[ScoreMessage]:
         t = frame.timestamp
         if not self.timeline.accept(t):
             return []
-        messages: list[ScoreMessage] = []
-        for start, end in self.clock.advance(t):
-            message = self._close(start, end)
-            if message is not None:
-                messages.append(message)
+        messages: list[ScoreMessage] = close_windows(self.clock, t, self._close)
         if self.timeline.dt is not None:
             dt = min(self.timeline.dt, self.config.max_gap_s)
             self._interval = dt if self._interval == 0 else 0.9 * self._interval + 0.1 * dt

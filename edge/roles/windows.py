@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 
@@ -122,6 +123,15 @@ class WindowClock:
             closed.append((self.start(), self.end()))
             self.index += 1
         return closed
+
+
+M = TypeVar("M")
+
+
+def close_windows(clock: WindowClock, t: float, close: Callable[[float, float], M | None]) -> list[M]:
+    """Advance `clock` to `t` and build the message of each window that closed, oldest first (`close` may
+    return None for a window with nothing to report)."""
+    return [message for start, end in clock.advance(t) if (message := close(start, end)) is not None]
 
 
 class SustainedRun:

@@ -3,7 +3,8 @@
 N simulated devices publish a mixed stream (posture windows, gait screenings, heartbeats) at QoS 1 while
 both subscribers are offline with persistent sessions, so the broker holds two identical queues. Then,
 in turn, a bare `mosquitto_sub -q 1` drains its queue and the collector drains its own (validate, store
-in SQLite or PostgreSQL, acknowledge after commit). Prints a markdown table.
+in SQLite or PostgreSQL, acknowledge after commit). Prints a markdown table, and per database a comment with
+the CPU time per stored message of the ingest process, of its writer process and of Mosquitto.
 
     python benchmarks/collector_ingest.py [--devices 20] [--per-device 1000] [--pg postgresql://…]
 """
@@ -63,6 +64,31 @@ def bare_sub(port: int, client_id: str, count: int | None) -> list[str]:
     return cmd + (["-C", str(count)] if count else ["-E"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            out += [int(child), *descendants(int(child))]
+    return out
+
+
+def cpu_snapshot(broker_pid: int) -> dict[str, float]:
+    """CPU seconds of this (ingest) process, of the collector's child processes (its writer; with --workers,
+    the other ingest processes and their writers too) and of Mosquitto."""
+    children = [p for p in descendants(os.getpid()) if p != broker_pid]
+    return {
+        "ingest process": time.process_time(),
+        "child processes": sum(cpu_seconds(p) for p in children),
+        "mosquitto": cpu_seconds(broker_pid),
+    }
+
+
 def publish(url: str, devices: int, per_device: int) -> int:
     streams = [mixed_stream("bench", f"dev-{d:03d}", per_device, seed=d) for d in range(devices)]
 
@@ -103,8 +129,11 @@ def run_one(label: str, db_url: str, workdir: Path, args: argparse.Namespace) ->
         bare_rate = total / (time.perf_counter() - start)
 
         service = CollectorService(
-            ServiceSettings(broker_url=url, db_url=db_url, client_id=collector_id, share_group=share, workers=workers)
-        )
+            ServiceSettings(
+                broker_url=url, db_url=db_url, client_id=collector_id, share_group=share, workers=workers,
+                rules_path=args.rules,
+            )
+        )  # fmt: skip
         service.start()
         # Timed from the first committed batch, so that process start-up is not counted as ingest.
         stored, first = 0, None
@@ -113,12 +142,18 @@ def run_one(label: str, db_url: str, workdir: Path, args: argparse.Namespace) ->
             with db.reader.connect() as conn:
                 stored = int(conn.execute(select(func.count()).select_from(schema.scores)).scalar() or 0)
             if stored and first is None:
-                first = (time.perf_counter(), stored)
+                first = (time.perf_counter(), stored, cpu_snapshot(proc.pid))
         assert first is not None
         elapsed = time.perf_counter() - first[0]
+        cpu = cpu_snapshot(proc.pid)
         stats = service.ingestor.stats
         service.stop()
-        print(f"<!-- {label}: main process validate {stats.validate_s:.1f} s, commit {stats.commit_s:.1f} s -->")
+        n = total - first[1]
+        per_message = ", ".join(f"{k} {(cpu[k] - first[2][k]) / n * 1e6:.0f}" for k in cpu)
+        print(
+            f"<!-- {label}: main process validate {stats.validate_s:.1f} s, writer {stats.commit_s:.1f} s; "
+            f"CPU µs per message: {per_message} (wall {elapsed / n * 1e6:.0f}) -->"
+        )
         db.dispose()
         return label, total, (total - first[1]) / max(elapsed, 1e-9), bare_rate
     finally:
@@ -151,6 +186,9 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20, help="simulated devices")
     parser.add_argument("--per-device", type=int, default=1000, help="messages per device")
     parser.add_argument("--workers", type=int, default=1, help="collector ingest processes (shared subscription)")
+    parser.add_argument(
+        "--rules", type=Path, default=None, help="alert rules to evaluate on every batch (e.g. the shipped example)"
+    )
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL")
     args = parser.parse_args()
     rows = []
@@ -168,7 +206,8 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     python = platform.python_version()
     print(
-        f"\nCollector ingest — {args.devices} devices, {args.workers} ingest process(es), {os.cpu_count()} CPU(s), "
+        f"\nCollector ingest — {args.devices} devices, {args.workers} ingest process(es), "
+        f"alert rules: {args.rules or 'none'}, {os.cpu_count()} CPU(s), "
         f"{cpu}, Python {python}\n"
     )
     print("| database | messages | stored msg/s | bare mosquitto_sub msg/s | ratio |")

@@ -22,7 +22,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--workers",
         type=int,
         default=1,
-        help="ingest processes sharing one subscription (default 1)",
+        help="ingest processes sharing one subscription (default 1); each has a writer process of its own, "
+        "so one already uses two cores",
     )
     run.add_argument("--secret-file", type=Path, help="file with the key that signs dashboard sessions")
     run.add_argument(

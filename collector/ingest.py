@@ -3,35 +3,44 @@
 Acknowledgement is manual (paho `manual_ack=True`): a PUBACK goes out only after the batch holding the
 message has committed. While the database is down nothing is acknowledged, the broker keeps the
 messages (persistent session), and the writer retries the same batch with backoff.
+
+Three parts share the work: paho's network thread queues each PUBLISH; the prepare thread validates it
+(`edge.wire.decode`) and builds its rows (`BatchBuilder`); a writer process (collector/ingest_writer.py)
+stores each batch. The prepare thread builds the next batch while the writer stores the previous one, and
+the events thread acknowledges a batch when the writer reports its commit.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+from collector.ingest_writer import WriterProcess, WriterSettings
 from collector.mqtt_client import BufferedClient
 from collector.mqtt_url import parse_broker_url
 from collector.storage.engine import Database
-from collector.storage.writes import Accepted, Rejected, write_batch
+from collector.storage.writes import Accepted, BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
 from edge.wire import TOPIC_ROOT, WireError, decode
 
 log = logging.getLogger(__name__)
 
 NewMessages = Callable[[list[Accepted]], None]
+
+# Batches handed to the writer and not yet reported: one being written, one waiting, so it never idles.
+MAX_IN_FLIGHT = 2
+_CHUNK = 256  # messages validated between looks at whether the writer can take a batch
 
 
 @dataclass
@@ -40,8 +49,9 @@ class IngestSettings:
     client_id: str
     share_group: str | None = None
     batch_max: int = 2000
-    # MQTT v5 Receive Maximum: how many unacknowledged messages the broker may have in flight to us.
-    receive_maximum: int = 4000
+    # MQTT v5 Receive Maximum: how many unacknowledged messages the broker may have in flight to us. Room
+    # for the batch being written, the one waiting for the writer and the one being built.
+    receive_maximum: int = 10_000
     session_expiry_s: int = 7 * 24 * 3600
     keepalive_s: int = 30
     dead_letter_limit: int = 10_000
@@ -62,21 +72,26 @@ class IngestStats:
     batches: int = 0
     db_errors: int = 0
     connected: bool = False
+    subscribed: bool = False  # the broker acknowledged the subscription: from here on it keeps our messages
     db_ok: bool = True
-    validate_s: float = 0.0  # time spent validating payloads
-    commit_s: float = 0.0  # time spent writing batches (including retries)
+    validate_s: float = 0.0  # time spent validating payloads and building rows
+    commit_s: float = 0.0  # time the writer spent writing batches (including retries)
 
 
-@dataclass(frozen=True)
-class _Incoming:
-    generation: int
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
+# (connection generation, packet id, qos, topic, payload) of a received PUBLISH.
+_Incoming = tuple[int, int, int, str, bytes]
 
 
-_RETRYABLE = (OperationalError, InterfaceError, DisconnectionError)
+@dataclass
+class _Batch:
+    """A batch from its first message to its acknowledgement."""
+
+    builder: BatchBuilder
+    items: list[_Incoming] = field(default_factory=list)  # what to acknowledge after the commit
+    valid: int = 0  # validated messages, duplicates included
+    reasons: list[str] = field(default_factory=list)  # of rejected messages
+    messages: list[Accepted] | None = None  # new-in-batch messages, in score-row order, for `on_new`
+    prepared: PreparedBatch | None = None  # kept until committed, to hand to a replacement writer
 
 
 class Ingestor:
@@ -87,11 +102,19 @@ class Ingestor:
         self.db = db
         self.on_new = on_new
         self.stats = IngestStats()
-        self._queue: queue.Queue[_Incoming] = queue.Queue()
+        self._incoming: deque[_Incoming] = deque()
+        self._wake = threading.Event()
+        self._sleeping = False
         self._stop = threading.Event()
         self._ack_lock = threading.Lock()
         self._generation = 0
-        self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
+        self._writer_lock = threading.Lock()  # sending to the writer, replacing it
+        self._sent_lock = threading.Lock()
+        self._writer: WriterProcess | None = None
+        self._sent: dict[int, _Batch] = {}  # handed to the writer, not yet committed; in order
+        self._next_id = 0
+        self._preparer = threading.Thread(target=self._prepare_loop, name="collector-prepare", daemon=True)
+        self._events = threading.Thread(target=self._event_loop, name="collector-commits", daemon=True)
         self.client: BufferedClient = self._make_client()
 
     # --- MQTT -------------------------------------------------------------------------------------
@@ -110,6 +133,7 @@ class Ingestor:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_raw_message = self._on_raw_message
         self._address = address
@@ -131,24 +155,44 @@ class Ingestor:
         log.info("connected to %s:%d (session present: %s)", self._address.host, self._address.port, flags)
         client.subscribe(self.settings.subscription, options=SubscribeOptions(qos=1))
 
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object) -> None:
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            # An ACL that denies the filter: the collector would otherwise sit connected and receive nothing.
+            log.error("broker refused the subscription to %s: %s", self.settings.subscription, refused[0])
+            return
+        self.stats.subscribed = True
+        log.info("subscribed to %s", self.settings.subscription)
+
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
         # Messages of the old connection are redelivered by the broker; their packet ids must not be acked now.
         with self._ack_lock:
             self._generation += 1
         self.stats.connected = False
+        self.stats.subscribed = False
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", "replace")
-        self._queue.put(_Incoming(self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
+        self._queue((self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
 
     def _on_raw_message(self, topic: bytes, mid: int, qos: int, payload: bytes) -> None:
-        self._queue.put(_Incoming(self._generation, mid, qos, topic.decode("utf-8", "replace"), payload))
+        self._queue((self._generation, mid, qos, topic.decode("utf-8", "replace"), payload))
+
+    def _queue(self, item: _Incoming) -> None:
+        self._incoming.append(item)
+        if self._sleeping:
+            self._wake.set()
 
     # --- lifecycle ---------------------------------------------------------------------------------
+    def _writer_settings(self) -> WriterSettings:
+        return WriterSettings(self.db.url, self.settings.dead_letter_limit, self.settings.backoff_max_s)
+
     def start(self) -> None:
-        self._writer.start()
+        self._writer = WriterProcess(self._writer_settings())
+        self._events.start()
+        self._preparer.start()
         self.client.connect_async(
             self._address.host,
             self._address.port,
@@ -160,125 +204,169 @@ class Ingestor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._writer.join(timeout=30)
+        self._wake.set()
+        self._preparer.join(timeout=30)
+        with self._writer_lock:
+            writer = self._writer
+        if writer is not None:
+            # The writer stores what it was sent, then exits (at once if the database is down).
+            writer.request_stop()
+            self._events.join(timeout=60)
+            writer.join(timeout=10)
+            writer.close()
         self.client.disconnect()
         self.client.loop_stop()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Wait until connected and subscribed: only then does the broker keep messages for this collector."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.stats.connected:
+            if self.stats.subscribed:
                 return True
             time.sleep(0.02)
         return False
 
-    # --- writer ------------------------------------------------------------------------------------
-    def _take_batch(self) -> list[_Incoming]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        while len(batch) < self.settings.batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+    # --- prepare thread ----------------------------------------------------------------------------
+    def _new_batch(self) -> _Batch:
+        return _Batch(BatchBuilder(self.db.dialect), messages=[] if self.on_new is not None else None)
 
-    def _write_loop(self) -> None:
+    def _prepare_loop(self) -> None:
+        batch = self._new_batch()
+        batch_max = self.settings.batch_max
+        incoming = self._incoming
         while not self._stop.is_set():
-            batch = self._take_batch()
-            if not batch:
-                continue
-            t0 = time.perf_counter()
-            accepted, rejected = self._validate(batch)
-            t1 = time.perf_counter()
-            new = self._commit(accepted, rejected)
-            self.stats.validate_s += t1 - t0
-            self.stats.commit_s += time.perf_counter() - t1
-            if new is None:
-                return  # stopping while the database is down: nothing acknowledged, the broker keeps it
-            self._acknowledge(batch)
-            self.stats.batches += 1
-            self.stats.received += len(batch)
-            self.stats.stored += len(new)
-            self.stats.duplicates += len(accepted) - len(new)
-            for item in rejected:
-                self.stats.rejected[item.reason] += 1
-            if new and self.on_new is not None:
-                try:
-                    self.on_new(new)
-                except Exception:
-                    # Alerting must never stop ingest; the stored scores are safe either way.
-                    log.exception("alert evaluation failed for a batch of %d messages", len(new))
+            took = False
+            if incoming and len(batch.items) < batch_max:
+                self._prepare(batch, min(_CHUNK, batch_max - len(batch.items)))
+                took = True
+            # Hand over when the writer has room, and the batch is full or nothing more is waiting.
+            if batch.items and len(self._sent) < MAX_IN_FLIGHT and (len(batch.items) >= batch_max or not incoming):
+                self._submit(batch)
+                batch = self._new_batch()
+            elif not took:
+                self._sleep(batch)
+        # Stopping: what was not handed over is not acknowledged; the broker redelivers it.
 
-    def _validate(self, batch: list[_Incoming]) -> tuple[list[Accepted], list[Rejected]]:
-        accepted: list[Accepted] = []
-        rejected: list[Rejected] = []
+    def _sleep(self, batch: _Batch) -> None:
+        """Wait for a message or a commit (whichever could let the loop go on), at most 0.2 s."""
+        self._sleeping = True
+        self._wake.clear()
+        can_take = self._incoming and len(batch.items) < self.settings.batch_max
+        can_send = batch.items and len(self._sent) < MAX_IN_FLIGHT
+        if not (can_take or can_send or self._stop.is_set()):
+            self._wake.wait(0.2)
+        self._sleeping = False
+
+    def _prepare(self, batch: _Batch, n: int) -> None:
+        t0 = time.perf_counter()
         now = utcnow_naive()
-        for item in batch:
+        builder, items, messages, pop = batch.builder, batch.items, batch.messages, self._incoming.popleft
+        for _ in range(min(n, len(self._incoming))):  # only this thread takes from the left
+            item = pop()
+            items.append(item)
+            topic, payload = item[3], item[4]
             try:
-                message = decode(item.payload, item.topic)
+                message = decode(payload, topic)
+                text = payload.decode("utf-8")
+                new = builder.add(message, text, now)
             except WireError as exc:
-                log.debug("rejected message on %s: %s", item.topic, exc)
-                rejected.append(Rejected(item.topic, exc.reason, exc.detail, item.payload, now))
+                log.debug("rejected message on %s: %s", topic, exc)
+                builder.reject(Rejected(topic, exc.reason, exc.detail, payload, now))
+                batch.reasons.append(exc.reason)
                 continue
-            accepted.append(Accepted(message, item.payload.decode("utf-8"), now))
-        return accepted, rejected
+            except Exception as exc:
+                # Not storable for a reason of ours (a bug in flattening, say): dead-letter it and go on, so
+                # that one message cannot stop ingest.
+                log.exception("message on %s could not be stored", topic)
+                builder.reject(Rejected(topic, "store_error", str(exc)[:500], payload, now))
+                batch.reasons.append("store_error")
+                continue
+            batch.valid += 1
+            if new and messages is not None:
+                messages.append(Accepted(message, text, now))
+        self.stats.validate_s += time.perf_counter() - t0
 
-    def _commit(self, accepted: list[Accepted], rejected: list[Rejected]) -> list[Accepted] | None:
-        """Write until it commits; None when asked to stop before it could."""
-        delay = 0.1
-        while True:
+    def _submit(self, batch: _Batch) -> None:
+        batch.prepared = batch.builder.build()
+        # Under the writer lock, so that a replacement writer gets each open batch exactly once, in order.
+        with self._writer_lock:
+            with self._sent_lock:
+                batch_id = self._next_id
+                self._next_id += 1
+                self._sent[batch_id] = batch
+            assert self._writer is not None
             try:
-                new = self._commit_once(accepted, rejected)
-                if not self.stats.db_ok:
-                    log.info("database reachable again; resuming")
-                self.stats.db_ok = True
-                return new
-            except _RETRYABLE as exc:
+                self._writer.send(batch_id, batch.prepared)
+            except OSError as exc:
+                # The writer is gone; the events thread starts another and hands it every batch still open.
+                log.debug("collector writer unreachable (%s); batch %d waits for its replacement", exc, batch_id)
+
+    # --- events thread -----------------------------------------------------------------------------
+    def _event_loop(self) -> None:
+        while True:
+            writer = self._writer
+            assert writer is not None
+            try:
+                event = writer.recv()
+            except (EOFError, OSError):
+                # A service stop signals every process of the service: the writer may end a moment before
+                # stop() reaches this process. Only a writer that ended on its own is replaced.
+                if self._stop.wait(2.0):
+                    return
+                self._replace_writer(writer)
+                continue
+            kind = event[0]
+            if kind == "done":
+                self._committed(event[1], event[2], event[3])
+            elif kind == "db_error":
                 self.stats.db_errors += 1
                 if self.stats.db_ok:
-                    log.warning("database unavailable (%s); holding acknowledgements and retrying", exc)
+                    log.warning("database unavailable (%s); holding acknowledgements and retrying", event[1])
                 self.stats.db_ok = False
-            if self._stop.wait(delay):
-                return None
-            delay = min(delay * 2, self.settings.backoff_max_s)
 
-    def _commit_once(self, accepted: list[Accepted], rejected: list[Rejected]) -> list[Accepted]:
-        try:
-            with self.db.engine.begin() as conn:
-                return write_batch(conn, self.db, accepted, rejected, self.settings.dead_letter_limit)
-        except _RETRYABLE:
-            raise
-        except Exception as exc:
-            # Not an outage but something in this batch (a constraint, or a message the flattening chokes
-            # on): store message by message and dead-letter what fails, so one message cannot stop ingest.
-            log.error("batch of %d failed to store (%s); storing one by one", len(accepted), exc)
-            return self._commit_one_by_one(accepted, rejected)
-
-    def _commit_one_by_one(self, accepted: list[Accepted], rejected: list[Rejected]) -> list[Accepted]:
-        new: list[Accepted] = []
-        failed = list(rejected)
-        for item in accepted:
+    def _replace_writer(self, old: WriterProcess) -> None:
+        old.process.join(1.0)
+        log.error("collector writer process ended (exit code %s); starting another", old.process.exitcode)
+        with self._writer_lock:
+            old.close()
+            self._writer = writer = WriterProcess(self._writer_settings())
+            with self._sent_lock:
+                still_open = list(self._sent.items())
             try:
-                with self.db.engine.begin() as conn:
-                    new += write_batch(conn, self.db, [item], [], self.settings.dead_letter_limit)
-            except _RETRYABLE:
-                raise
-            except Exception as exc:
-                log.error("message %s could not be stored: %s", item.message.message_id, exc)
-                topic = f"{TOPIC_ROOT}/{item.message.site}/{item.message.device_id}/{item.message.kind}"
-                failed.append(Rejected(topic, "store_error", str(exc)[:500], item.payload.encode(), item.received_at))
-        with self.db.engine.begin() as conn:
-            write_batch(conn, self.db, [], failed, self.settings.dead_letter_limit)
-        return new
+                for batch_id, batch in still_open:
+                    assert batch.prepared is not None
+                    writer.send(batch_id, batch.prepared)
+            except OSError:
+                pass  # gone again: the next turn of the events loop replaces it
 
-    def _acknowledge(self, batch: list[_Incoming]) -> None:
+    def _committed(self, batch_id: int, new: list[int], seconds: float) -> None:
+        with self._sent_lock:
+            batch = self._sent.pop(batch_id)
+        self._wake.set()
+        self._acknowledge(batch.items)
+        if not self.stats.db_ok:
+            log.info("database reachable again; resuming")
+            self.stats.db_ok = True
+        stats = self.stats
+        stats.commit_s += seconds
+        stats.batches += 1
+        stats.received += len(batch.items)
+        stats.stored += len(new)
+        stats.duplicates += batch.valid - len(new)
+        stats.rejected.update(batch.reasons)
+        if new and self.on_new is not None and batch.messages is not None:
+            messages = batch.messages
+            try:
+                self.on_new([messages[i] for i in new])
+            except Exception:
+                # Alerting must never stop ingest; the stored scores are safe either way.
+                log.exception("alert evaluation failed for a batch of %d messages", len(new))
+
+    def _acknowledge(self, items: list[_Incoming]) -> None:
         with self._ack_lock:
-            current = [item for item in batch if item.qos > 0 and item.generation == self._generation]
-            self.client.ack_batch(item.mid for item in current if item.qos == 1)
+            generation = self._generation
+            current = [item for item in items if item[2] > 0 and item[0] == generation]
+            self.client.ack_batch(item[1] for item in current if item[2] == 1)
             for item in current:
-                if item.qos == 2:
-                    self.client.ack(item.mid, item.qos)
+                if item[2] == 2:
+                    self.client.ack(item[1], item[2])

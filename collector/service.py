@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -78,6 +79,12 @@ class CollectorService:
         self._web: WebServer | None = None
 
     def start(self) -> None:
+        if self.alerts is not None:
+            # The ingest keeps each batch's validated messages (thousands of small objects) for the alert
+            # engine; at the default threshold the cyclic collector walks them over and over while the batch
+            # is built, which cost a third of the ingest rate with rules on. Nothing on this path makes
+            # reference cycles, so the young generation is collected 70x less often.
+            gc.set_threshold(50_000, 50, 100)
         self.ingestor.start()
         if self.alerts is not None:
             self.alerts.start()
@@ -117,9 +124,10 @@ class CollectorService:
             process.terminate()
         for process in self._workers:
             process.join(timeout=30)
+        # Ingest first: its writer process got the same stop signal and is ending (see Ingestor._event_loop).
+        self.ingestor.stop()
         if self._web is not None:
             self._web.stop()
-        self.ingestor.stop()
         if self.alerts is not None:
             self.alerts.stop()
         self.db.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,16 +11,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import func, select
 
 from collector.ingest import Ingestor, IngestSettings
 from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
 from edge.wire import MAX_PAYLOAD_BYTES, decode
-from tests.support.broker import MosquittoBroker
+from tests.support.broker import MosquittoBroker, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +53,6 @@ def ingestor_factory(broker: MosquittoBroker) -> Iterator[Callable[..., Ingestor
         ing = Ingestor(IngestSettings(broker.url, client_id, share_group=share, batch_max=500), db)
         ing.start()
         assert ing.wait_connected(), "collector did not connect"
-        time.sleep(0.2)  # let SUBACK arrive before publishing
         made.append(ing)
         return ing
 
@@ -195,7 +198,7 @@ def test_broker_restart_loses_nothing(
     first = mixed_stream("site-a", "dev-1", 400, seed=5)
     publish(broker, first)
     broker.restart()
-    wait_until(lambda: ing.stats.connected, what="reconnect after the broker restart")
+    wait_until(lambda: ing.stats.subscribed, what="reconnect after the broker restart")
     second = mixed_stream("site-a", "dev-2", 200, seed=6)
     publish(broker, second, "pub2")
     wait_until(lambda: count(db, schema.scores) == len(first) + len(second), what="all stored after broker restart")
@@ -210,6 +213,18 @@ def _start_collector(broker: MosquittoBroker, db_url: str, log: Path) -> subproc
     return subprocess.Popen(cmd, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
 def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path, broker: MosquittoBroker) -> None:
     db_url = f"sqlite:///{tmp_path}/c.db"
     db = open_database(db_url)
@@ -217,13 +232,16 @@ def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path
     proc = _start_collector(broker, db_url, log)
     messages = [m for k in range(3) for m in mixed_stream("site-k", f"dev-{k}", 600, seed=10 + k)]
     try:
-        wait_until(lambda: "connected to" in log.read_text(), what=f"collector start ({log})")
-        time.sleep(0.3)
+        wait_until(lambda: "subscribed to" in log.read_text(), what=f"collector start ({log})")
         sender = threading.Thread(target=publish, args=(broker, messages))
         sender.start()
         wait_until(lambda: count_safe(db) > 200, what="some messages stored")
+        helpers = _children(proc.pid)
+        assert helpers, "the collector stores through a writer process"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        # Its writer notices that the collector is gone and exits; it does not store on alone.
+        wait_until(lambda: not any(_running(p) for p in helpers), timeout=15, what="writer exit after the kill")
         stored_at_kill = count(db, schema.scores)
         sender.join()
         proc = _start_collector(broker, db_url, log)
@@ -237,6 +255,60 @@ def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path
     db.dispose()
 
 
+def test_sigterm_to_the_whole_service_stops_it_cleanly_and_a_restart_stores_the_rest(
+    tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    """systemd stops a service by signalling every process in it, the writer included."""
+    db_url = f"sqlite:///{tmp_path}/c.db"
+    db = open_database(db_url)
+    log = tmp_path / "collector.log"
+    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
+    cmd += ["--client-id", "collector-group", "--batch", "200", "--http", f"127.0.0.1:{free_port()}"]
+    messages = mixed_stream("site-t", "dev-1", 1500, seed=40)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=out, start_new_session=True)
+        try:
+            wait_until(lambda: "subscribed to" in log.read_text(), what=f"collector start ({log})")
+            sender = threading.Thread(target=publish, args=(broker, messages))
+            sender.start()
+            wait_until(lambda: count_safe(db) > 100, what="some messages stored")
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, "the collector stops cleanly"
+            sender.join()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert "starting another" not in log.read_text(), "a stopping service must not replace its writer"
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=out)
+        try:
+            wait_until(lambda: count_safe(db) == len(messages), timeout=60, what="the rest stored after restart")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert count(db, schema.metric_values) == sum(len(_flat(p)) for _, p in messages)
+    db.dispose()
+
+
+def test_a_killed_writer_process_is_replaced_and_its_batches_are_stored_once(
+    tmp_path: Path, broker: MosquittoBroker, ingestor_factory: Callable[..., Ingestor]
+) -> None:
+    db = open_database(f"sqlite:///{tmp_path}/c.db")
+    ing = ingestor_factory(db)
+    messages = [m for k in range(2) for m in mixed_stream("site-w", f"dev-{k}", 1500, seed=30 + k)]
+    sender = threading.Thread(target=publish, args=(broker, messages))
+    sender.start()
+    wait_until(lambda: ing.stats.stored > 0, what="a first batch stored")
+    assert ing._writer is not None
+    first = ing._writer.process
+    os.kill(first.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    sender.join()
+    wait_until(lambda: ing.stats.received >= len(messages), timeout=60, what="all processed by the new writer")
+    assert ing._writer.process is not first and ing._writer.process.is_alive()
+    assert count(db, schema.scores) == len(messages)
+    assert count(db, schema.metric_values) == sum(len(_flat(p)) for _, p in messages)
+    db.dispose()
+
+
 def test_collector_with_two_ingest_processes_stores_each_message_once(tmp_path: Path, broker: MosquittoBroker) -> None:
     db_url = f"sqlite:///{tmp_path}/c.db"
     db = open_database(db_url)
@@ -245,9 +317,8 @@ def test_collector_with_two_ingest_processes_stores_each_message_once(tmp_path: 
     out = log.open("ab")
     proc = subprocess.Popen([*cmd, "--client-id", "multi", "--workers", "2"], cwd=REPO, stdout=out, stderr=out)
     try:
-        connected = lambda: log.read_text().count("connected to") >= 2  # noqa: E731
-        wait_until(connected, timeout=60, what=f"both ingest processes ({log})")
-        time.sleep(0.3)
+        subscribed = lambda: log.read_text().count("subscribed to") >= 2  # noqa: E731
+        wait_until(subscribed, timeout=60, what=f"both ingest processes ({log})")
         messages = [m for k in range(4) for m in mixed_stream("site-m", f"dev-{k}", 300, seed=20 + k)]
         publish(broker, messages)
         wait_until(lambda: count_safe(db) == len(messages), timeout=60, what="all stored")
@@ -346,3 +417,127 @@ def test_publishes_outside_the_fast_path_are_stored_once_too(
     assert count(db, schema.scores) == 5
     assert ing.stats.duplicates == 1
     db.dispose()
+
+
+def _version_1_database(url: str) -> None:
+    """A database as schema version 1 left it: metric_values with no key and a series index; a scores device index."""
+    from sqlalchemy import create_engine
+
+    from collector.storage.engine import normalise_url
+    from collector.storage.migrations import MIGRATIONS
+    from collector.timeutil import utcnow_naive
+
+    engine = create_engine(normalise_url(url))
+    with engine.begin() as conn:
+        schema.metadata.create_all(conn, tables=[t for t in schema.metadata.sorted_tables if t.name != "metric_values"])
+        conn.exec_driver_sql(
+            "CREATE TABLE metric_values (message_id VARCHAR(36) NOT NULL, site VARCHAR(63) NOT NULL, "
+            "device_id VARCHAR(63) NOT NULL, kind VARCHAR(16) NOT NULL, at TIMESTAMP NOT NULL, "
+            "name VARCHAR(112) NOT NULL, value FLOAT NOT NULL)"
+        )
+        conn.exec_driver_sql("CREATE INDEX ix_metric_values_series ON metric_values (site, device_id, name, at)")
+        conn.exec_driver_sql("CREATE INDEX ix_scores_device_time ON scores (site, device_id, window_end)")
+        conn.execute(schema.schema_migrations.insert().values(version=1, description=MIGRATIONS[0].description,
+                                                              applied_at=utcnow_naive()))  # fmt: skip
+        rows = [
+            {"message_id": f"m{i}", "site": "s", "device_id": f"d{i % 2}", "kind": "posture",
+             "at": utcnow_naive(), "name": "cva_deg.mean", "value": float(i)}
+            for i in range(20)
+        ]  # fmt: skip
+        conn.execute(schema.metric_values.insert(), rows)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_version_1_database_is_migrated_and_its_metric_values_kept(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from sqlalchemy import inspect
+
+    from collector.storage.migrations import LATEST
+    from collector.web.queries import metric_series
+
+    url = f"sqlite:///{tmp_path}/c.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    _version_1_database(url)
+    db = open_database(url)
+    with db.reader.connect() as conn:
+        insp = inspect(conn)
+        assert insp.get_pk_constraint("metric_values")["constrained_columns"] == [
+            "site", "device_id", "name", "at", "message_id"
+        ]  # fmt: skip
+        assert "ix_metric_values_series" not in {ix["name"] for ix in insp.get_indexes("metric_values")}
+        assert {ix["name"] for ix in insp.get_indexes("scores")} == {"ix_scores_site_kind_time"}
+        version = conn.execute(select(func.max(schema.schema_migrations.c.version))).scalar()
+        if backend == "sqlite":
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'metric_values'").scalar()
+            assert "WITHOUT ROWID" in str(ddl)
+    assert version == LATEST == 3
+    assert count(db, schema.metric_values) == 20
+    series = metric_series(db, "s", "d1", datetime(2000, 1, 1))
+    assert [v for _, v in series["cva_deg.mean"]] == [float(i) for i in range(1, 20, 2)]
+    assert db.migrate() == [], "a migrated database is left alone"
+    db.dispose()
+
+
+def _publish_packet(topic: bytes, mid: int, payload: bytes, qos: int = 1, props: bytes = b"\x00") -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + props + payload
+    length, n = b"", len(body)
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        length += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            break
+    return bytes([0x30 | (qos << 1)]) + length + body
+
+
+def test_buffered_publishes_are_taken_in_one_pass_up_to_the_first_other_or_partial_packet() -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from collector.mqtt_client import BufferedClient
+
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    got: list[tuple[bytes, int, int, bytes]] = []
+    client.on_raw_message = lambda *args: got.append(args)
+    big = b"x" * 20_000  # a three-byte remaining length
+    packets = [
+        _publish_packet(b"a/b", 1, b"small"),
+        _publish_packet(b"a/c", 2, big),
+        _publish_packet(b"a/d", 3, b"with properties", props=b"\x02\x01\x01"),  # paho's way from here
+        _publish_packet(b"a/e", 4, b"after"),
+    ]
+    sock = object()
+    client._sock = client._buffered_socket = sock  # type: ignore[assignment]
+    client._read_buffer, client._read_pos = b"".join(packets), 0
+    client._drain_publishes()
+    assert got == [(b"a/b", 1, 1, b"small"), (b"a/c", 2, 1, big)]
+    assert client._read_pos == len(packets[0]) + len(packets[1])
+    # A packet cut by the end of the buffer waits for paho to read the rest; a QoS 0 one is paho's too.
+    got.clear()
+    whole = _publish_packet(b"a/f", 5, b"cut")
+    client._read_buffer, client._read_pos = packets[3] + whole[:-2], 0
+    client._drain_publishes()
+    assert got == [(b"a/e", 4, 1, b"after")] and client._read_pos == len(packets[3])
+    got.clear()
+    client._read_buffer, client._read_pos = _publish_packet(b"a/g", 0, b"q0", qos=0) + packets[0], 0
+    client._drain_publishes()
+    assert got == [] and client._read_pos == 0
+    client._sock = None  # not a real socket: nothing to close
+
+
+def test_subscription_refused_by_the_broker_is_logged_and_not_ready(
+    tmp_path: Path, broker: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Mosquitto grants every filter and applies its ACL on delivery; brokers that check ACLs at SUBSCRIBE (EMQX,
+    # HiveMQ) answer "Not authorized", which is handed to the collector's SUBACK handler here as paho would.
+    ing = Ingestor(IngestSettings(broker.url, "collector-denied"), open_database(f"sqlite:///{tmp_path}/c.db"))
+    try:
+        ing.start()
+        assert ing.wait_connected(), "Mosquitto grants the subscription"
+        ing.stats.subscribed = False
+        with caplog.at_level(logging.INFO, logger="collector.ingest"):
+            ing._on_subscribe(ing.client, None, 2, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)
+        assert not ing.wait_connected(timeout=0.5), "a refused subscription must not count as ready"
+        assert any("refused the subscription to edgescreen/v1/" in r.getMessage() for r in caplog.records)
+    finally:
+        ing.stop()

@@ -121,6 +121,15 @@ class Soak:
         cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", self.broker.url]
         self._spawn("collector", [*cmd, "--db", self.db_url, "--client-id", "soak-collector", "--batch", "500"])
 
+    def wait_subscribed(self, timeout: float = 60.0) -> None:
+        """Until the collector's first subscription the broker has no session to keep messages in."""
+        deadline = time.monotonic() + timeout
+        while "subscribed to" not in self.log("collector"):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"collector did not subscribe: {self.log('collector')}")
+            time.sleep(0.1)
+
     def start_devices(self, name: str, devices: list[str]) -> None:
         cmd = [sys.executable, "-m", "tests.test_soak", "--broker", self.broker.url, "--state", str(self.tmp / "state")]
         cmd += ["--period", str(self.period_s), "--produce-until", str(self.produce_until), *devices]
@@ -202,9 +211,11 @@ def run_soak(tmp_path: Path, produce_s: float) -> None:
     db_url = f"sqlite:///{tmp_path}/collector.db"
     db = open_database(db_url)
     devices = [f"dev-{i:02d}" for i in range(DEVICES)]
-    soak = Soak(tmp_path, broker, db_url, period_s, produce_until=time.time() + 2.0 + produce_s)
+    soak = Soak(tmp_path, broker, db_url, period_s, produce_until=0.0)
     try:
         soak.start_collector()
+        soak.wait_subscribed()
+        soak.produce_until = time.time() + 2.0 + produce_s
         soak.start_devices("devices", devices[:-1])
         soak.start_devices("device-killed", devices[-1:])
         schedule = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -36,6 +37,42 @@ def _key(template: str, *, rule: str, site: str, device: str | None, day: str, i
     return template.format(rule=rule, site=site, device=device or "-", day=day, id=ident)[:200]
 
 
+_STATE_COLUMNS = ("active", "period", "accumulated_s", "last_at", "last_value")
+
+
+class _BatchState:
+    """One evaluation pass (a committed batch, or a tick) inside one transaction: the rule states it read and
+    changed, and the last alert per dedup key as far as this pass has seen it."""
+
+    def __init__(self, conn: Connection, states: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.conn = conn
+        self.states = states
+        self.touched: set[tuple[str, str]] = set()
+        # dedup key -> (state of its newest alert, resolved_at); "none" when it has no alert
+        self.last_alerts: dict[str, tuple[str, datetime | None]] = {}
+
+    def state(self, rule: str, subject: str) -> dict[str, Any]:
+        """The rule's state for a subject, to be changed in place; written back at the end of the pass."""
+        key = (rule, subject)
+        self.touched.add(key)
+        found = self.states.get(key)
+        if found is None:
+            found = self.states[key] = {
+                "active": False, "period": "-", "accumulated_s": 0.0, "last_at": None, "last_value": None
+            }  # fmt: skip
+        return found
+
+    def last_alert(self, key: str) -> tuple[str, datetime | None] | None:
+        if key not in self.last_alerts:
+            t = schema.alerts
+            row = self.conn.execute(
+                select(t.c.state, t.c.resolved_at).where(t.c.dedup_key == key).order_by(t.c.opened_at.desc()).limit(1)
+            ).first()
+            self.last_alerts[key] = ("none", None) if row is None else (row.state, row.resolved_at)
+        last = self.last_alerts[key]
+        return None if last[0] == "none" else last
+
+
 class AlertEngine:
     def __init__(self, db: Database, rules: RulesFile) -> None:
         self.db = db
@@ -54,71 +91,98 @@ class AlertEngine:
 
     # --- message rules -----------------------------------------------------------------------------
     def on_messages(self, batch: list[Accepted]) -> None:
+        """Evaluate the message rules on one committed batch, in message time order, in one transaction.
+
+        Rule states of the batch's devices are read in one query and written back in one statement, and each
+        dedup key's last alert is looked up once per batch, so a batch costs a few statements, not several
+        per message (the ingest's rate holds with rules on).
+        """
         messages = sorted((a.message for a in batch), key=lambda m: time_bounds(m)[1])
+        if not messages or not self.rules.rules:
+            return
+        thresholds, screenings, health = self._by_message_kind
         with self.db.engine.begin() as conn:
+            pass_ = _BatchState(conn, self._load_states(conn, {f"{m.site}/{m.device_id}" for m in messages}))
             for message in messages:
-                for rule in self.rules.rules:
-                    if rule.sites and message.site not in rule.sites:
-                        continue
-                    self._apply(conn, rule, message)
+                site = message.site
+                if isinstance(message, Heartbeat):
+                    for health_rule in health:
+                        if not health_rule.sites or site in health_rule.sites:
+                            self._health(pass_, health_rule, message)
+                elif isinstance(message, GaitScreening):
+                    for screening_rule in screenings:
+                        if not screening_rule.sites or site in screening_rule.sites:
+                            self._screening(pass_, screening_rule, message)
+                rules = thresholds.get(message.kind)
+                if rules:
+                    metrics = flatten(message)
+                    for rule in rules:
+                        value = metrics.get(rule.metric)
+                        if value is not None and (not rule.sites or site in rule.sites):
+                            self._threshold(pass_, rule, message, value)
+            self._save_states(conn, pass_)
 
-    def _apply(self, conn: Connection, rule: AnyRule, msg: DeviceMessage) -> None:
-        if isinstance(rule, ThresholdRule) and msg.kind == rule.kind:
-            value = flatten(msg).get(rule.metric)
-            if value is not None:
-                self._threshold(conn, rule, msg, value)
-        elif isinstance(rule, ScreeningRule) and isinstance(msg, GaitScreening):
-            p = (msg.probabilities or {}).get(rule.predicted)
-            screened = msg.outcome == "screened" and msg.predicted == rule.predicted
-            if screened and p is not None and p >= rule.min_probability:
-                end = to_naive_utc(msg.window_end)
-                day = end.date().isoformat()
-                ident = str(msg.message_id)
-                key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=ident)
-                summary = f"gait screening {rule.predicted} (p={p:.2f}) at {msg.device_id}"
-                self._raise(conn, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=end)
-        elif isinstance(msg, Heartbeat) and isinstance(rule, FpsBelowRule | OutboxGrowingRule | DroppedScoresRule):
-            self._health(conn, rule, msg)
+    @cached_property
+    def _by_message_kind(
+        self,
+    ) -> tuple[dict[str, list[ThresholdRule]], list[ScreeningRule], list[HealthRule]]:
+        """The message rules split by the messages they read, so that a message meets only its own rules."""
+        thresholds: dict[str, list[ThresholdRule]] = {}
+        screenings: list[ScreeningRule] = []
+        health: list[HealthRule] = []
+        for rule in self.rules.rules:
+            if isinstance(rule, ThresholdRule):
+                thresholds.setdefault(rule.kind, []).append(rule)
+            elif isinstance(rule, ScreeningRule):
+                screenings.append(rule)
+            elif isinstance(rule, FpsBelowRule | OutboxGrowingRule | DroppedScoresRule):
+                health.append(rule)
+        return thresholds, screenings, health
 
-    def _threshold(self, conn: Connection, rule: ThresholdRule, msg: DeviceMessage, value: float) -> None:
+    def _screening(self, pass_: _BatchState, rule: ScreeningRule, msg: GaitScreening) -> None:
+        p = (msg.probabilities or {}).get(rule.predicted)
+        screened = msg.outcome == "screened" and msg.predicted == rule.predicted
+        if screened and p is not None and p >= rule.min_probability:
+            end = to_naive_utc(msg.window_end)
+            day = end.date().isoformat()
+            ident = str(msg.message_id)
+            key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=ident)
+            summary = f"gait screening {rule.predicted} (p={p:.2f}) at {msg.device_id}"
+            self._raise(pass_, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=end)
+
+    def _threshold(self, pass_: _BatchState, rule: ThresholdRule, msg: DeviceMessage, value: float) -> None:
         start, end = (to_naive_utc(t) for t in time_bounds(msg))
         day = end.date().isoformat()
-        subject = f"{msg.site}/{msg.device_id}"
-        state = self._state(conn, rule.name, subject)
+        state = pass_.state(rule.name, f"{msg.site}/{msg.device_id}")
         period = day if rule.period == "day" else "-"
         if state["period"] != period:
             state.update(period=period, accumulated_s=0.0, active=False)
         clear = rule.clear_below if rule.clear_below is not None else rule.above
         was_active = state["active"]
         active = value >= clear if was_active else value > rule.above
-        key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=str(msg.message_id))
         if active:
             state["accumulated_s"] += max((end - start).total_seconds(), 0.0)
         elif rule.period == "continuous":
             state["accumulated_s"] = 0.0
         state.update(active=active, last_at=end, last_value=value)
+        if not (active and state["accumulated_s"] >= rule.min_duration_minutes * 60) and not (
+            was_active and not active and rule.auto_resolve
+        ):
+            return
+        key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=str(msg.message_id))
         if active and state["accumulated_s"] >= rule.min_duration_minutes * 60:
             minutes = state["accumulated_s"] / 60
             summary = f"{rule.metric} above {rule.above:g} for {minutes:.0f} min at {msg.device_id} (now {value:.3g})"
-            self._raise(conn, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=end)
+            self._raise(pass_, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=end)
         if was_active and not active and rule.auto_resolve:
-            self._resolve(conn, key, end)
-        self._save_state(conn, rule.name, subject, state)
+            self._resolve(pass_, key, end)
 
     def _health(
-        self, conn: Connection, rule: FpsBelowRule | OutboxGrowingRule | DroppedScoresRule, hb: Heartbeat
+        self, pass_: _BatchState, rule: FpsBelowRule | OutboxGrowingRule | DroppedScoresRule, hb: Heartbeat
     ) -> None:
         at = to_naive_utc(hb.at)
-        subject = f"{hb.site}/{hb.device_id}"
-        state = self._state(conn, rule.name, subject)
-        key = _key(
-            rule.dedup,
-            rule=rule.name,
-            site=hb.site,
-            device=hb.device_id,
-            day=at.date().isoformat(),
-            ident=str(hb.message_id),
-        )
+        state = pass_.state(rule.name, f"{hb.site}/{hb.device_id}")
+        was_active = bool(state["active"])
         bad = False
         summary = ""
         if isinstance(rule, FpsBelowRule):
@@ -148,12 +212,17 @@ class AlertEngine:
             if bad:
                 summary = f"{hb.device_id} dropped {dropped - previous:.0f} scores (outbox full)"
             state["last_value"] = dropped
+        resolving = not bad and was_active and not state["active"] and rule.auto_resolve
+        if not (bad or resolving):
+            return
+        day = at.date().isoformat()
+        key = _key(rule.dedup, rule=rule.name, site=hb.site, device=hb.device_id, day=day, ident=str(hb.message_id))
         if bad:
             state["active"] = True
-            self._raise(conn, rule, site=hb.site, device=hb.device_id, summary=summary, key=key, at=at)
-        elif not state["active"] and rule.auto_resolve:
-            self._resolve(conn, key, at)
-        self._save_state(conn, rule.name, subject, state)
+            self._raise(pass_, rule, site=hb.site, device=hb.device_id, summary=summary, key=key, at=at)
+        else:
+            # Only on the turn from bad to good: an alert of this rule is open only while its state is active.
+            self._resolve(pass_, key, at)
 
     # --- periodic rules ----------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> None:
@@ -171,6 +240,7 @@ class AlertEngine:
                     schema.devices.c.last_seen,
                 )
             ).all()
+            pass_ = _BatchState(conn, {})
             for rule in rules:
                 limit = timedelta(minutes=rule.minutes)
                 for site, device, state, state_at, last_seen in devices:
@@ -184,40 +254,51 @@ class AlertEngine:
                     if (state == "offline" and now - offline_since > limit) or silent:
                         minutes = (now - min(offline_since, last_seen)).total_seconds() / 60
                         summary = f"{device} offline for {minutes:.0f} min (last seen {last_seen:%Y-%m-%d %H:%M} UTC)"
-                        self._raise(conn, rule, site=site, device=device, summary=summary, key=key, at=now)
+                        self._raise(pass_, rule, site=site, device=device, summary=summary, key=key, at=now)
                     elif rule.auto_resolve and state != "offline":
-                        self._resolve(conn, key, now)
+                        self._resolve(pass_, key, now)
 
     # --- storage -----------------------------------------------------------------------------------
-    def _state(self, conn: Connection, rule: str, subject: str) -> dict[str, Any]:
+    def _load_states(self, conn: Connection, subjects: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
         t = schema.alert_state
-        # FOR UPDATE (PostgreSQL): two collectors on a shared subscription may see one device's messages.
-        query = select(t).where(t.c.rule == rule, t.c.subject == subject).with_for_update()
-        row = conn.execute(query).mappings().first()
-        if row is None:
-            return {"active": False, "period": "-", "accumulated_s": 0.0, "last_at": None, "last_value": None}
-        return dict(row)
+        states: dict[tuple[str, str], dict[str, Any]] = {}
+        ordered = sorted(subjects)
+        for start in range(0, len(ordered), 500):
+            # FOR UPDATE (PostgreSQL): two collectors on a shared subscription may see one device's messages.
+            query = select(t).where(t.c.subject.in_(ordered[start : start + 500])).with_for_update()
+            for row in conn.execute(query).mappings():
+                states[(row["rule"], row["subject"])] = dict(row)
+        return states
 
-    def _save_state(self, conn: Connection, rule: str, subject: str, state: dict[str, Any]) -> None:
-        values = {k: state.get(k) for k in ("active", "period", "accumulated_s", "last_at", "last_value")}
-        stmt = self.db.insert(schema.alert_state).values(rule=rule, subject=subject, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["rule", "subject"], set_=values))
+    def _save_states(self, conn: Connection, pass_: _BatchState) -> None:
+        if not pass_.touched:
+            return
+        rows = [
+            {"rule": rule, "subject": subject, **{k: state.get(k) for k in _STATE_COLUMNS}}
+            for (rule, subject), state in pass_.states.items()
+            if (rule, subject) in pass_.touched
+        ]
+        stmt = self.db.insert(schema.alert_state)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["rule", "subject"], set_={k: stmt.excluded[k] for k in _STATE_COLUMNS}
+        )
+        conn.execute(stmt, rows)
 
     def _raise(
-        self, conn: Connection, rule: AnyRule, *, site: str, device: str | None, summary: str, key: str, at: datetime
+        self, pass_: _BatchState, rule: AnyRule, *, site: str, device: str | None, summary: str, key: str, at: datetime
     ) -> None:
         """Open an alert unless one is open for this key or the last one ended within the cool-down."""
         t = schema.alerts
         name = rule.name
-        last = conn.execute(
-            select(t.c.state, t.c.resolved_at).where(t.c.dedup_key == key).order_by(t.c.opened_at.desc()).limit(1)
-        ).first()
+        last = pass_.last_alert(key)
         if last is not None:
-            if last.state != "resolved":
+            state, resolved_at = last
+            if state != "resolved":
                 return
             cooldown = timedelta(minutes=rule.cooldown_minutes)
-            if last.resolved_at is not None and at - last.resolved_at < cooldown:
+            if resolved_at is not None and at - resolved_at < cooldown:
                 return
+        conn = pass_.conn
         now = utcnow_naive()
         alert_id = uuid.uuid4()
         stmt = self.db.insert(t).on_conflict_do_nothing()
@@ -236,6 +317,7 @@ class AlertEngine:
                 "updated_at": now,
             },
         )
+        pass_.last_alerts[key] = ("open", None)
         if result.rowcount == 0:
             return  # another collector opened it first
         alert = Alert(
@@ -253,8 +335,12 @@ class AlertEngine:
         self.raised.append(alert)
         self.notifier.submit(alert)
 
-    def _resolve(self, conn: Connection, key: str, at: datetime) -> None:
+    def _resolve(self, pass_: _BatchState, key: str, at: datetime) -> None:
         t = schema.alerts
+        conn = pass_.conn
+        last = pass_.last_alerts.get(key, ("unknown", None))
+        if last[0] == "resolved" or (key in pass_.last_alerts and last[0] == "none"):
+            return  # nothing open under this key (looked up earlier in this batch)
         rows = conn.execute(
             select(t).where(and_(t.c.dedup_key == key, or_(t.c.state == "open", t.c.state == "acknowledged")))
         ).mappings()
@@ -278,3 +364,4 @@ class AlertEngine:
                 at=to_aware_utc(now),
             )
             self.notifier.submit(alert)
+            pass_.last_alerts[key] = ("resolved", at)

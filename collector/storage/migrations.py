@@ -25,7 +25,43 @@ def _initial(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "scores, metrics, devices, dead letters, alerts, users", _initial),)
+_METRIC_KEY = "site, device_id, name, at, message_id"
+_METRIC_COLUMNS = "message_id, site, device_id, kind, at, name, value"
+
+
+def _metric_values_keyed_by_series(conn: Connection) -> None:
+    """metric_values gets the primary key (site, device_id, name, at, message_id) in place of the series index;
+    on SQLite it becomes a WITHOUT ROWID table, so that each metric row is one b-tree insert, not two."""
+    if conn.dialect.name == "sqlite":
+        ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'metric_values'")
+        if "WITHOUT ROWID" in str(ddl.scalar() or "").upper():
+            return  # created by version 1 from the current definition
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_metric_values_series")
+        conn.exec_driver_sql("ALTER TABLE metric_values RENAME TO metric_values_v1")
+        schema.metric_values.create(conn)
+        # Sorted by the new key: the rows go in as appends, not as random inserts.
+        conn.exec_driver_sql(
+            f"INSERT OR IGNORE INTO metric_values ({_METRIC_COLUMNS}) "
+            f"SELECT {_METRIC_COLUMNS} FROM metric_values_v1 ORDER BY {_METRIC_KEY}"
+        )
+        conn.exec_driver_sql("DROP TABLE metric_values_v1")
+        return
+    if inspect(conn).get_pk_constraint("metric_values").get("constrained_columns"):
+        return
+    conn.exec_driver_sql(f"ALTER TABLE metric_values ADD CONSTRAINT metric_values_pkey PRIMARY KEY ({_METRIC_KEY})")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_metric_values_series")
+
+
+def _drop_scores_device_index(conn: Connection) -> None:
+    """No query reads scores by (site, device, window_end); every stored message paid for the index."""
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_scores_device_time")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "scores, metrics, devices, dead letters, alerts, users", _initial),
+    Migration(2, "metric_values keyed by series and time (SQLite: WITHOUT ROWID)", _metric_values_keyed_by_series),
+    Migration(3, "drop the unused scores index on site, device, window_end", _drop_scores_device_index),
+)
 LATEST = MIGRATIONS[-1].version
 
 # Any constant works; it only has to be the same for every collector sharing one PostgreSQL database.

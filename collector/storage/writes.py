@@ -1,4 +1,8 @@
-"""One transaction per ingest batch: scores and their metrics once, device registry, rejects."""
+"""One transaction per ingest batch: scores and their metrics once, device registry, rejects.
+
+Rows are built by `BatchBuilder` as each message is validated and written by `write_prepared`, which may
+run in another process (see collector/ingest_writer.py).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, select
 
-from collector.flatten import flatten, time_bounds
+from collector.flatten import flatten
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import to_naive_utc
@@ -40,14 +44,14 @@ def write_batch(
     conn: Connection, db: Database, accepted: list[Accepted], rejected: list[Rejected], dead_letter_limit: int
 ) -> list[Accepted]:
     """Store a batch inside the caller's transaction; returns the messages that were new."""
-    new, ends = _insert_scores(conn, db, accepted)
-    if new:
-        _insert_metrics(conn, db, new, ends)
-    if accepted:
-        _update_devices(conn, db, accepted)
-    if rejected:
-        _store_rejects(conn, db, rejected, dead_letter_limit)
-    return [item for _, item in new]
+    builder = BatchBuilder(db.dialect)
+    unique: list[Accepted] = []
+    for item in accepted:
+        if builder.add(item.message, item.payload, item.received_at):
+            unique.append(item)
+    for bad in rejected:
+        builder.reject(bad)
+    return [unique[i] for i in write_prepared(conn, db, builder.build(), dead_letter_limit)]
 
 
 _SCORE_COLUMNS = tuple(c.name for c in schema.scores.columns)
@@ -56,6 +60,28 @@ assert _SCORE_COLUMNS == (
     "message_id", "site", "device_id", "kind", "seq", "window_start", "window_end", "received_at", "label",
     "outcome", "payload",
 )  # fmt: skip
+_METRIC_COLUMNS = ("message_id", "site", "device_id", "kind", "at", "name", "value")
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """The rows of one ingest batch as plain values: built where payloads are validated, written elsewhere.
+
+    Everything in it pickles cheaply (tuples of str, int, float, naive datetime), so the ingest process can
+    hand it to its writer process.
+    """
+
+    scores: list[tuple[Any, ...]]  # one row per distinct message_id, in _SCORE_COLUMNS order
+    metrics: list[Any]  # name, value, name, value, ... of every score row in turn
+    metric_counts: list[int]  # (name, value) pairs of each score row
+    devices: list[dict[str, Any]]  # device registry upserts, one per device
+    rejected: list[Rejected]
+
+    def one(self, index: int) -> PreparedBatch:
+        """Score row `index` alone with its metrics (to store a failing batch message by message)."""
+        at = sum(self.metric_counts[:index]) * 2
+        n = self.metric_counts[index]
+        return PreparedBatch([self.scores[index]], self.metrics[at : at + 2 * n], [n], [], [])
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -67,139 +93,74 @@ def _same(value: datetime) -> datetime:
     return value
 
 
-def _insert_scores(
-    conn: Connection, db: Database, accepted: list[Accepted]
-) -> tuple[list[tuple[str, Accepted]], dict[str, object]]:
-    """Insert new score rows; returns (message id, item) of the new ones and each message's end time as stored."""
-    unique: dict[str, Accepted] = {}
-    for item in accepted:
-        unique.setdefault(str(item.message.message_id), item)
-    if not unique:
-        return [], {}
-    # Rows go to the driver as plain tuples (SQLite gets SQLAlchemy's DateTime text form directly).
-    as_db: Callable[[datetime], object] = _sqlite_time if db.dialect == "sqlite" else _same
-    received: dict[datetime, object] = {}
-    rows: list[tuple[object, ...]] = []
-    ends: dict[str, object] = {}
-    for mid, item in unique.items():
-        msg = item.message
-        start, end = time_bounds(msg)
-        end_db = as_db(to_naive_utc(end))
-        start_db = end_db if start is end else as_db(to_naive_utc(start))
-        ends[mid] = end_db
-        got = received.get(item.received_at)
+_UTC_ZERO = timedelta(0)
+
+
+class BatchBuilder:
+    """Rows of a batch, one validated message at a time, so that the message objects need not be kept."""
+
+    def __init__(self, dialect: str) -> None:
+        # SQLite gets SQLAlchemy's DateTime text form directly; PostgreSQL (COPY) takes naive datetimes.
+        self._as_db: Callable[[datetime], object] = _sqlite_time if dialect == "sqlite" else _same
+        self._seen: set[str] = set()
+        self._received: dict[datetime, object] = {}
+        self._devices: dict[tuple[str, str], dict[str, Any]] = {}
+        self.scores: list[tuple[Any, ...]] = []
+        self._metrics: list[Any] = []
+        self._counts: list[int] = []
+        self._rejected: list[Rejected] = []
+
+    def __len__(self) -> int:
+        return len(self.scores) + len(self._rejected)
+
+    def add(self, msg: DeviceMessage, payload: str, received_at: datetime) -> bool:
+        """Add a message's rows; False if its message_id is already in this batch. Raises (and adds nothing)
+        when the message cannot be turned into rows."""
+        mid = str(msg.message_id)
+        if mid in self._seen:
+            self._register(msg, received_at)
+            return False
+        as_db = self._as_db
+        if isinstance(msg, Status | Heartbeat):
+            end_db = start_db = as_db(_naive(msg.at))
+        else:
+            end_db = as_db(_naive(msg.window_end))
+            start_db = as_db(_naive(msg.window_start))
+        got = self._received.get(received_at)
         if got is None:
-            got = received[item.received_at] = as_db(item.received_at)
-        gait = msg if isinstance(msg, GaitScreening) else None
-        label, outcome = (gait.predicted, gait.outcome) if gait else (None, None)
-        rows.append(
-            (mid, msg.site, msg.device_id, msg.kind, msg.seq, start_db, end_db, got, label, outcome, item.payload)
+            got = self._received[received_at] = as_db(received_at)
+        label, outcome = (msg.predicted, msg.outcome) if isinstance(msg, GaitScreening) else (None, None)
+        flat = flatten(msg)
+        self._register(msg, received_at)
+        self._seen.add(mid)
+        self.scores.append(
+            (mid, msg.site, msg.device_id, msg.kind, msg.seq, start_db, end_db, got, label, outcome, payload)
         )
-    insert_rows = _insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql
-    inserted = insert_rows(conn, rows)
-    return [(mid, item) for mid, item in unique.items() if mid in inserted], ends
+        metrics = self._metrics
+        for name, value in flat.items():
+            metrics += (name, value)
+        self._counts.append(len(flat))
+        return True
 
+    def reject(self, item: Rejected) -> None:
+        self._rejected.append(item)
 
-def _insert_scores_postgresql(conn: Connection, rows: list[tuple[object, ...]]) -> set[str]:
-    # COPY into a per-connection staging table, then one INSERT … ON CONFLICT DO NOTHING RETURNING: the
-    # returned ids are exactly the rows this transaction inserted (replays and another collector's rows drop out).
-    columns = ", ".join(_SCORE_COLUMNS)
-    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS scores_incoming (LIKE scores) ON COMMIT DELETE ROWS")
-    raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY scores_incoming ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    result = conn.exec_driver_sql(
-        f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_incoming "
-        "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
-    )
-    return {r[0] for r in result}
+    def build(self) -> PreparedBatch:
+        return PreparedBatch(self.scores, self._metrics, self._counts, list(self._devices.values()), self._rejected)
 
-
-def _insert_scores_sqlite(conn: Connection, rows: list[tuple[object, ...]]) -> set[str]:
-    # The write transaction holds SQLite's write lock (BEGIN IMMEDIATE), so what is absent now is inserted
-    # by us alone; a plain multi-row INSERT is several times faster than a RETURNING statement per row.
-    ids = [str(row[0]) for row in rows]
-    existing: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        found = conn.exec_driver_sql(f"SELECT message_id FROM scores WHERE message_id IN ({marks})", tuple(chunk))
-        existing.update(r[0] for r in found)
-    fresh = [row for row in rows if row[0] not in existing]
-    _sqlite_insert_rows(conn, "scores", _SCORE_COLUMNS, [value for row in fresh for value in row])
-    return {str(row[0]) for row in fresh}
-
-
-# SQLite 3.32+ binds up to 32766 parameters per statement; a few hundred rows per statement is the sweet spot.
-_SQLITE_ROWS_PER_STATEMENT = 256
-
-
-def _sqlite_insert_rows(conn: Connection, table: str, columns: tuple[str, ...], values: list[object]) -> None:
-    """INSERT rows, given as one flat list of their values, as multi-row VALUES statements of up to 256 rows.
-
-    `executemany` runs one statement step per row and gives up the GIL around each step; with the MQTT
-    network thread busy, every re-take of the GIL waits on that thread, which halved the write rate. One
-    step per 256 rows leaves about 1/256 of those hand-overs and also skips the per-row binding overhead.
-    """
-    width = len(columns)
-    if not values:
-        return
-    one = "(" + ", ".join("?" * width) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-    step = _SQLITE_ROWS_PER_STATEMENT * width
-    full_sql = head + ", ".join([one] * _SQLITE_ROWS_PER_STATEMENT)
-    for start in range(0, len(values), step):
-        chunk = values[start : start + step]
-        sql = full_sql if len(chunk) == step else head + ", ".join([one] * (len(chunk) // width))
-        conn.exec_driver_sql(sql, tuple(chunk))
-
-
-_METRIC_COLUMNS = ("message_id", "site", "device_id", "kind", "at", "name", "value")
-
-
-def _insert_metrics(conn: Connection, db: Database, new: list[tuple[str, Accepted]], ends: dict[str, object]) -> None:
-    # The hot path (several rows per message): multi-row VALUES of plain values on SQLite, COPY on
-    # PostgreSQL; no per-row SQLAlchemy parameter processing.
-    if db.dialect == "sqlite":
-        values: list[object] = []
-        for mid, item in new:
-            msg = item.message
-            site, device_id, kind, at = msg.site, msg.device_id, msg.kind, ends[mid]
-            for name, value in flatten(msg).items():
-                values += (mid, site, device_id, kind, at, name, value)
-        _sqlite_insert_rows(conn, "metric_values", _METRIC_COLUMNS, values)
-        return
-    rows: list[tuple[object, ...]] = []
-    for mid, item in new:
-        msg = item.message
-        head = (mid, msg.site, msg.device_id, msg.kind, ends[mid])
-        rows.extend((*head, name, value) for name, value in flatten(msg).items())
-    if not rows:
-        return
-    columns = ", ".join(_METRIC_COLUMNS)
-    # PostgreSQL: COPY inside the same transaction is an order of magnitude faster than executemany.
-    raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY metric_values ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _update_devices(conn: Connection, db: Database, accepted: list[Accepted]) -> None:
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for item in accepted:
-        msg = item.message
+    def _register(self, msg: DeviceMessage, received_at: datetime) -> None:
+        """Fold a message into the device registry row of its device (latest state and heartbeat win)."""
         key = (msg.site, msg.device_id)
-        row = latest.setdefault(
-            key,
-            {
+        row = self._devices.get(key)
+        if row is None:
+            row = self._devices[key] = {
                 "site": msg.site,
                 "device_id": msg.device_id,
-                "first_seen": item.received_at,
-                "last_seen": item.received_at,
-            },
-        )
-        row["last_seen"] = max(row["last_seen"], item.received_at)
+                "first_seen": received_at,
+                "last_seen": received_at,
+            }
+        elif received_at > row["last_seen"]:
+            row["last_seen"] = received_at
         if isinstance(msg, Status):
             at = to_naive_utc(msg.at)
             if "state_at" not in row or at >= row["state_at"]:
@@ -220,14 +181,118 @@ def _update_devices(conn: Connection, db: Database, accepted: list[Accepted]) ->
                     backend=msg.backend,
                     models=json.dumps([m.model_dump() for m in msg.models]),
                 )
-        else:
-            row.setdefault("role", msg.kind)
+        elif "role" not in row:
+            row["role"] = msg.kind
+
+
+def _naive(value: datetime) -> datetime:
+    # Wire times are aware; UTC ones (all that devices send) need no conversion, only the zone dropped.
+    if value.utcoffset() == _UTC_ZERO:
+        return value.replace(tzinfo=None)
+    return to_naive_utc(value)
+
+
+def write_prepared(conn: Connection, db: Database, batch: PreparedBatch, dead_letter_limit: int) -> list[int]:
+    """Store a prepared batch inside the caller's transaction; returns the indexes of the new score rows."""
+    new: list[int] = []
+    if batch.scores:
+        inserted = (_insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql)(conn, batch.scores)
+        new = [i for i, row in enumerate(batch.scores) if row[0] in inserted]
+        if new:
+            _insert_metrics(conn, db, batch, new)
+    if batch.devices:
+        _update_devices(conn, db, batch.devices)
+    if batch.rejected:
+        _store_rejects(conn, db, batch.rejected, dead_letter_limit)
+    return new
+
+
+def _insert_scores_postgresql(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+    # COPY into a per-connection staging table, then one INSERT … ON CONFLICT DO NOTHING RETURNING: the
+    # returned ids are exactly the rows this transaction inserted (replays and another collector's rows drop out).
+    columns = ", ".join(_SCORE_COLUMNS)
+    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS scores_incoming (LIKE scores) ON COMMIT DELETE ROWS")
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY scores_incoming ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    result = conn.exec_driver_sql(
+        f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_incoming "
+        "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+    )
+    return {r[0] for r in result}
+
+
+def _insert_scores_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+    # The write transaction holds SQLite's write lock (BEGIN IMMEDIATE), so what is absent now is inserted
+    # by us alone; a plain multi-row INSERT is several times faster than a RETURNING statement per row.
+    ids = [row[0] for row in rows]
+    existing: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        found = conn.exec_driver_sql(f"SELECT message_id FROM scores WHERE message_id IN ({marks})", tuple(chunk))
+        existing.update(r[0] for r in found)
+    fresh = [row for row in rows if row[0] not in existing] if existing else rows
+    _sqlite_insert_rows(conn, "scores", _SCORE_COLUMNS, [value for row in fresh for value in row])
+    return {row[0] for row in fresh}
+
+
+# SQLite 3.32+ binds up to 32766 parameters per statement; a few hundred rows per statement is the sweet spot.
+_SQLITE_ROWS_PER_STATEMENT = 256
+
+
+def _sqlite_insert_rows(conn: Connection, table: str, columns: tuple[str, ...], values: list[object]) -> None:
+    """INSERT rows, given as one flat list of their values, as multi-row VALUES statements of up to 256 rows.
+
+    `executemany` runs one statement step per row and gives up the GIL around each step; one step per
+    256 rows also skips the per-row binding overhead.
+    """
+    width = len(columns)
+    if not values:
+        return
+    one = "(" + ", ".join("?" * width) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    step = _SQLITE_ROWS_PER_STATEMENT * width
+    full_sql = head + ", ".join([one] * _SQLITE_ROWS_PER_STATEMENT)
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        sql = full_sql if len(chunk) == step else head + ", ".join([one] * (len(chunk) // width))
+        conn.exec_driver_sql(sql, tuple(chunk))
+
+
+def _insert_metrics(conn: Connection, db: Database, batch: PreparedBatch, new: list[int]) -> None:
+    # The hot path (several rows per message): multi-row VALUES of plain values on SQLite, COPY on
+    # PostgreSQL; no per-row SQLAlchemy parameter processing.
+    offsets = [0]
+    for n in batch.metric_counts:
+        offsets.append(offsets[-1] + 2 * n)
+    metrics, scores = batch.metrics, batch.scores
+    values: list[object] = []
+    for i in new:
+        mid, site, device_id, kind, _seq, _start, at = scores[i][:7]
+        for k in range(offsets[i], offsets[i + 1], 2):
+            values += (mid, site, device_id, kind, at, metrics[k], metrics[k + 1])
+    if db.dialect == "sqlite":
+        _sqlite_insert_rows(conn, "metric_values", _METRIC_COLUMNS, values)
+        return
+    if not values:
+        return
+    columns = ", ".join(_METRIC_COLUMNS)
+    # PostgreSQL: COPY inside the same transaction is an order of magnitude faster than executemany.
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY metric_values ({columns}) FROM STDIN") as copy:
+        for start in range(0, len(values), 7):
+            copy.write_row(values[start : start + 7])
+
+
+def _update_devices(conn: Connection, db: Database, latest: list[dict[str, Any]]) -> None:
     table = schema.devices
     excluded_cols: tuple[str, ...] = ("role", "state", "state_at", "last_heartbeat", "fps", "fps_stages")
     excluded_cols += ("outbox_depth", "outbox_dropped", "frames_dropped", "camera_state", "backend", "models")
     # Rows in one executemany must share keys; group by key set.
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in latest.values():
+    for row in latest:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     for keys, rows in groups.items():
         stmt = db.insert(table)

@@ -26,17 +26,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from collector.alerts.rules import RulesFile
 from collector.ingest_writer import WriterProcess, WriterSettings
 from collector.mqtt_client import BufferedClient
 from collector.mqtt_url import parse_broker_url
 from collector.storage.engine import Database
-from collector.storage.writes import Accepted, BatchBuilder, PreparedBatch, Rejected
+from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
-from edge.wire import TOPIC_ROOT, WireError, decode
+from edge.wire import TOPIC_ROOT, Alert, WireError, decode
 
 log = logging.getLogger(__name__)
 
-NewMessages = Callable[[list[Accepted]], None]
+AlertSink = Callable[[list[Alert]], None]
 
 # Batches handed to the writer and not yet reported: one being written, one waiting, so it never idles.
 MAX_IN_FLIGHT = 2
@@ -56,6 +57,7 @@ class IngestSettings:
     keepalive_s: int = 30
     dead_letter_limit: int = 10_000
     backoff_max_s: float = 5.0
+    rules: RulesFile | None = None  # alert rules, evaluated by the writer process on each committed batch
 
     @property
     def subscription(self) -> str:
@@ -90,17 +92,17 @@ class _Batch:
     items: list[_Incoming] = field(default_factory=list)  # what to acknowledge after the commit
     valid: int = 0  # validated messages, duplicates included
     reasons: list[str] = field(default_factory=list)  # of rejected messages
-    messages: list[Accepted] | None = None  # new-in-batch messages, in score-row order, for `on_new`
     prepared: PreparedBatch | None = None  # kept until committed, to hand to a replacement writer
 
 
 class Ingestor:
-    """Subscribes, validates, stores and acknowledges; `on_new` gets each committed batch of new messages."""
+    """Subscribes, validates, stores and acknowledges; `on_alerts` gets the alerts that the rules (settings.rules)
+    opened or resolved on each committed batch, to deliver."""
 
-    def __init__(self, settings: IngestSettings, db: Database, on_new: NewMessages | None = None) -> None:
+    def __init__(self, settings: IngestSettings, db: Database, on_alerts: AlertSink | None = None) -> None:
         self.settings = settings
         self.db = db
-        self.on_new = on_new
+        self.on_alerts = on_alerts
         self.stats = IngestStats()
         self._incoming: deque[_Incoming] = deque()
         self._wake = threading.Event()
@@ -187,7 +189,8 @@ class Ingestor:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def _writer_settings(self) -> WriterSettings:
-        return WriterSettings(self.db.url, self.settings.dead_letter_limit, self.settings.backoff_max_s)
+        s = self.settings
+        return WriterSettings(self.db.url, s.dead_letter_limit, s.backoff_max_s, s.rules)
 
     def start(self) -> None:
         self._writer = WriterProcess(self._writer_settings())
@@ -228,7 +231,7 @@ class Ingestor:
 
     # --- prepare thread ----------------------------------------------------------------------------
     def _new_batch(self) -> _Batch:
-        return _Batch(BatchBuilder(self.db.dialect), messages=[] if self.on_new is not None else None)
+        return _Batch(BatchBuilder(self.db.dialect, facts=self.settings.rules is not None))
 
     def _prepare_loop(self) -> None:
         batch = self._new_batch()
@@ -260,7 +263,7 @@ class Ingestor:
     def _prepare(self, batch: _Batch, n: int) -> None:
         t0 = time.perf_counter()
         now = utcnow_naive()
-        builder, items, messages, pop = batch.builder, batch.items, batch.messages, self._incoming.popleft
+        builder, items, pop = batch.builder, batch.items, self._incoming.popleft
         for _ in range(min(n, len(self._incoming))):  # only this thread takes from the left
             item = pop()
             items.append(item)
@@ -268,7 +271,7 @@ class Ingestor:
             try:
                 message = decode(payload, topic)
                 text = payload.decode("utf-8")
-                new = builder.add(message, text, now)
+                builder.add(message, text, now)
             except WireError as exc:
                 log.debug("rejected message on %s: %s", topic, exc)
                 builder.reject(Rejected(topic, exc.reason, exc.detail, payload, now))
@@ -282,8 +285,6 @@ class Ingestor:
                 batch.reasons.append("store_error")
                 continue
             batch.valid += 1
-            if new and messages is not None:
-                messages.append(Accepted(message, text, now))
         self.stats.validate_s += time.perf_counter() - t0
 
     def _submit(self, batch: _Batch) -> None:
@@ -318,6 +319,9 @@ class Ingestor:
             kind = event[0]
             if kind == "done":
                 self._committed(event[1], event[2], event[3])
+            elif kind == "alerts":
+                if self.on_alerts is not None:
+                    self.on_alerts(event[1])
             elif kind == "db_error":
                 self.stats.db_errors += 1
                 if self.stats.db_ok:
@@ -354,13 +358,6 @@ class Ingestor:
         stats.stored += len(new)
         stats.duplicates += batch.valid - len(new)
         stats.rejected.update(batch.reasons)
-        if new and self.on_new is not None and batch.messages is not None:
-            messages = batch.messages
-            try:
-                self.on_new([messages[i] for i in new])
-            except Exception:
-                # Alerting must never stop ingest; the stored scores are safe either way.
-                log.exception("alert evaluation failed for a batch of %d messages", len(new))
 
     def _acknowledge(self, items: list[_Incoming]) -> None:
         with self._ack_lock:

@@ -1,16 +1,22 @@
 """The ingest writer: a process of its own that stores prepared batches, one transaction each.
 
-The ingest process receives, validates and builds rows (collector/ingest.py); this process only writes
+The ingest process receives, validates and builds rows (collector/ingest.py); this process writes
 them. Split this way, the Python work of receiving and the database work of storing run on two cores
 instead of taking turns under one interpreter lock. The protocol over the pipe, in order:
 
     parent → writer   ("batch", batch_id, PreparedBatch) | ("stop",)
     writer → parent   ("ready",) once, then per batch in the order sent ("done", batch_id, new row indexes,
-                      seconds spent), and ("db_error", text) for every failed attempt while the database is down
+                      seconds spent), each followed, when alert rules are configured and the batch opened or
+                      resolved any, by ("alerts", [Alert, ...]) for the parent to deliver; and ("db_error", text)
+                      for every failed attempt while the database is down
 
 The writer reports a batch only after its transaction committed; the parent acknowledges the batch's
-messages to the broker only on that report. A batch the writer has not reported when either process
-dies is acknowledged by no one and redelivered by the broker; `message_id` makes the replay harmless.
+messages to the broker only on that report. The alert rules are evaluated here, after the report, on the
+batch's new messages (`PreparedBatch.facts`): the ingest process keeps no validated messages for them, and
+the rule work runs beside the validation instead of under its interpreter lock.
+
+A batch the writer has not reported when either process dies is acknowledged by no one and redelivered by the
+broker; `message_id` makes the replay harmless.
 """
 
 from __future__ import annotations
@@ -23,14 +29,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+from collector.alerts.rules import RulesFile
 from collector.storage.engine import Database, open_database
 from collector.storage.writes import PreparedBatch, Rejected, write_prepared
 from collector.timeutil import utcnow_naive
-from edge.wire import TOPIC_ROOT
+from edge.wire import TOPIC_ROOT, Alert
+
+if TYPE_CHECKING:
+    from collector.alerts.engine import AlertEngine
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,7 @@ class WriterSettings:
     db_url: str
     dead_letter_limit: int = 10_000
     backoff_max_s: float = 5.0
+    rules: RulesFile | None = None  # alert rules to evaluate on each committed batch
 
 
 class WriterProcess:
@@ -108,6 +119,12 @@ class _Writer:
         self.db = db
         self.settings = settings
         self.waiting: deque[tuple[Any, ...]] = deque()  # received while retrying an earlier batch
+        self.alerts: list[Alert] = []
+        self.engine: AlertEngine | None = None
+        if settings.rules is not None:
+            from collector.alerts.engine import AlertEngine
+
+            self.engine = AlertEngine(db, settings.rules, deliver=self.alerts.append)
 
     def _next(self) -> tuple[Any, ...] | None:
         if self.waiting:
@@ -128,8 +145,22 @@ class _Writer:
                 return  # told to stop, or the parent is gone, while the database was down: nothing committed
             try:
                 self.conn.send(("done", batch_id, new, time.perf_counter() - t0))
+                if self.engine is not None and new:
+                    self._evaluate(batch, new)
             except OSError:
                 return  # the parent is gone; the broker redelivers what it never acknowledged
+
+    def _evaluate(self, batch: PreparedBatch, new: list[int]) -> None:
+        assert self.engine is not None
+        try:
+            self.engine.on_stored([batch.facts[i] for i in new])
+        except Exception:
+            # Alerting must never stop ingest; the stored scores are safe either way.
+            log.exception("alert evaluation failed for a batch of %d messages", len(new))
+            self.alerts.clear()  # its transaction was rolled back: none of them is stored
+        if self.alerts:
+            alerts, self.alerts[:] = list(self.alerts), []
+            self.conn.send(("alerts", alerts))
 
     def _commit(self, batch: PreparedBatch) -> list[int] | None:
         """Write until it commits; None when asked to stop (or orphaned) before it could."""

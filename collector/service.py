@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ from collector.storage import open_database
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine
     from collector.web.server import WebServer
+    from edge.wire import Alert
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +71,22 @@ class CollectorService:
             client_id=settings.client_id,
             share_group=settings.share_group,
             batch_max=settings.batch_max,
+            rules=rules,
         )
-        self.ingestor = Ingestor(ingest_settings, self.db, on_new=self.alerts.on_messages if self.alerts else None)
+        # The ingest writer process evaluates the message rules on each batch it commits and hands the alerts
+        # back here; this process delivers them and runs the periodic rules (device offline).
+        self.ingestor = Ingestor(ingest_settings, self.db, on_alerts=self._deliver if self.alerts else None)
         if self.alerts is not None:
             self.alerts.attach_mqtt(self.ingestor.client)
         self._stop = threading.Event()
         self._web: WebServer | None = None
 
+    def _deliver(self, alerts: list[Alert]) -> None:
+        assert self.alerts is not None
+        for alert in alerts:
+            self.alerts.notifier.submit(alert)
+
     def start(self) -> None:
-        if self.alerts is not None:
-            # The ingest keeps each batch's validated messages (thousands of small objects) for the alert
-            # engine; at the default threshold the cyclic collector walks them over and over while the batch
-            # is built, which cost a third of the ingest rate with rules on. Nothing on this path makes
-            # reference cycles, so the young generation is collected 70x less often.
-            gc.set_threshold(50_000, 50, 100)
         self.ingestor.start()
         if self.alerts is not None:
             self.alerts.start()

@@ -20,7 +20,7 @@ from collector.alerts.rules import RulesError, parse_rules
 from collector.service import CollectorService, ServiceSettings
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
 from collector.storage import Database, open_database, schema
-from collector.storage.writes import Accepted, write_batch
+from collector.storage.writes import BatchBuilder, write_prepared
 from collector.timeutil import utcnow_naive
 from edge.wire import Alert, BaseModel, encode, topic_for
 from tests.support.broker import MosquittoBroker
@@ -31,11 +31,14 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 def feed(db: Database, engine: AlertEngine, *messages: BaseModel) -> None:
-    """Store messages as ingest does and hand the new ones to the engine."""
-    accepted = [Accepted(m, encode(m).decode(), utcnow_naive()) for m in messages]  # type: ignore[arg-type]
+    """Store messages as the ingest and its writer do and hand the new ones to the engine."""
+    builder = BatchBuilder(db.dialect, facts=True)
+    for m in messages:
+        builder.add(m, encode(m).decode(), utcnow_naive())  # type: ignore[arg-type]
+    batch = builder.build()
     with db.engine.begin() as conn:
-        new = write_batch(conn, db, accepted, [], 100)
-    engine.on_messages(new)
+        new = write_prepared(conn, db, batch, 100)
+    engine.on_stored([batch.facts[i] for i in new])
 
 
 def alerts(db: Database) -> list[dict[str, object]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -21,12 +22,11 @@ from collector.alerts.rules import (
     ScreeningRule,
     ThresholdRule,
 )
-from collector.flatten import flatten, time_bounds
 from collector.storage import schema
 from collector.storage.engine import Database
-from collector.storage.writes import Accepted
-from collector.timeutil import to_aware_utc, to_naive_utc, utcnow_naive
-from edge.wire import Alert, DeviceMessage, GaitScreening, Heartbeat
+from collector.storage.writes import Facts
+from collector.timeutil import to_aware_utc, utcnow_naive
+from edge.wire import Alert
 
 log = logging.getLogger(__name__)
 HealthRule = FpsBelowRule | OutboxGrowingRule | DroppedScoresRule
@@ -74,11 +74,15 @@ class _BatchState:
 
 
 class AlertEngine:
-    def __init__(self, db: Database, rules: RulesFile) -> None:
+    """Rule evaluation against the database. Every alert it opens or resolves goes to `deliver`: by default its
+    own notifier (MQTT, webhook, e-mail); the ingest writer process instead collects them and hands them to the
+    ingest process, which owns the MQTT connection."""
+
+    def __init__(self, db: Database, rules: RulesFile, deliver: Callable[[Alert], None] | None = None) -> None:
         self.db = db
         self.rules = rules
         self.notifier = Notifier(rules.notify)
-        self.raised: list[Alert] = []
+        self.deliver = deliver or self.notifier.submit
 
     def attach_mqtt(self, client: mqtt.Client) -> None:
         self.notifier.client = client
@@ -90,36 +94,34 @@ class AlertEngine:
         self.notifier.stop()
 
     # --- message rules -----------------------------------------------------------------------------
-    def on_messages(self, batch: list[Accepted]) -> None:
-        """Evaluate the message rules on one committed batch, in message time order, in one transaction.
+    def on_stored(self, batch: list[Facts]) -> None:
+        """Evaluate the message rules on the new messages of one committed batch, in message time order, in
+        one transaction.
 
         Rule states of the batch's devices are read in one query and written back in one statement, and each
         dedup key's last alert is looked up once per batch, so a batch costs a few statements, not several
         per message (the ingest's rate holds with rules on).
         """
-        messages = sorted((a.message for a in batch), key=lambda m: time_bounds(m)[1])
-        if not messages or not self.rules.rules:
+        facts = sorted(batch, key=lambda f: f.end)
+        if not facts or not self.rules.rules:
             return
         thresholds, screenings, health = self._by_message_kind
         with self.db.engine.begin() as conn:
-            pass_ = _BatchState(conn, self._load_states(conn, {f"{m.site}/{m.device_id}" for m in messages}))
-            for message in messages:
-                site = message.site
-                if isinstance(message, Heartbeat):
+            pass_ = _BatchState(conn, self._load_states(conn, {f"{f.site}/{f.device_id}" for f in facts}))
+            for fact in facts:
+                site = fact.site
+                if fact.kind == "heartbeat":
                     for health_rule in health:
                         if not health_rule.sites or site in health_rule.sites:
-                            self._health(pass_, health_rule, message)
-                elif isinstance(message, GaitScreening):
+                            self._health(pass_, health_rule, fact)
+                elif fact.kind == "gait":
                     for screening_rule in screenings:
                         if not screening_rule.sites or site in screening_rule.sites:
-                            self._screening(pass_, screening_rule, message)
-                rules = thresholds.get(message.kind)
-                if rules:
-                    metrics = flatten(message)
-                    for rule in rules:
-                        value = metrics.get(rule.metric)
-                        if value is not None and (not rule.sites or site in rule.sites):
-                            self._threshold(pass_, rule, message, value)
+                            self._screening(pass_, screening_rule, fact)
+                for rule in thresholds.get(fact.kind, ()):
+                    value = fact.metrics.get(rule.metric)
+                    if value is not None and (not rule.sites or site in rule.sites):
+                        self._threshold(pass_, rule, fact, value)
             self._save_states(conn, pass_)
 
     @cached_property
@@ -139,19 +141,19 @@ class AlertEngine:
                 health.append(rule)
         return thresholds, screenings, health
 
-    def _screening(self, pass_: _BatchState, rule: ScreeningRule, msg: GaitScreening) -> None:
-        p = (msg.probabilities or {}).get(rule.predicted)
+    def _screening(self, pass_: _BatchState, rule: ScreeningRule, msg: Facts) -> None:
+        p = msg.metrics.get(f"prob.{rule.predicted}")
         screened = msg.outcome == "screened" and msg.predicted == rule.predicted
         if screened and p is not None and p >= rule.min_probability:
-            end = to_naive_utc(msg.window_end)
+            end = msg.end
             day = end.date().isoformat()
-            ident = str(msg.message_id)
+            ident = msg.message_id
             key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=ident)
             summary = f"gait screening {rule.predicted} (p={p:.2f}) at {msg.device_id}"
             self._raise(pass_, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=end)
 
-    def _threshold(self, pass_: _BatchState, rule: ThresholdRule, msg: DeviceMessage, value: float) -> None:
-        start, end = (to_naive_utc(t) for t in time_bounds(msg))
+    def _threshold(self, pass_: _BatchState, rule: ThresholdRule, msg: Facts, value: float) -> None:
+        start, end = msg.start, msg.end
         day = end.date().isoformat()
         state = pass_.state(rule.name, f"{msg.site}/{msg.device_id}")
         period = day if rule.period == "day" else "-"
@@ -169,7 +171,7 @@ class AlertEngine:
             was_active and not active and rule.auto_resolve
         ):
             return
-        key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=str(msg.message_id))
+        key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=msg.message_id)
         if active and state["accumulated_s"] >= rule.min_duration_minutes * 60:
             minutes = state["accumulated_s"] / 60
             summary = f"{rule.metric} above {rule.above:g} for {minutes:.0f} min at {msg.device_id} (now {value:.3g})"
@@ -177,16 +179,14 @@ class AlertEngine:
         if was_active and not active and rule.auto_resolve:
             self._resolve(pass_, key, end)
 
-    def _health(
-        self, pass_: _BatchState, rule: FpsBelowRule | OutboxGrowingRule | DroppedScoresRule, hb: Heartbeat
-    ) -> None:
-        at = to_naive_utc(hb.at)
+    def _health(self, pass_: _BatchState, rule: HealthRule, hb: Facts) -> None:
+        at = hb.end
         state = pass_.state(rule.name, f"{hb.site}/{hb.device_id}")
         was_active = bool(state["active"])
         bad = False
         summary = ""
         if isinstance(rule, FpsBelowRule):
-            fps = min(hb.fps.values()) if hb.fps else None
+            fps = hb.metrics.get("fps.min")
             if fps is not None and fps < rule.target:
                 if not state["active"]:
                     state.update(active=True, last_at=at)
@@ -198,16 +198,16 @@ class AlertEngine:
             state["last_value"] = fps
         elif isinstance(rule, OutboxGrowingRule):
             previous = state["last_value"]
-            depth = float(hb.outbox_depth)
+            depth = hb.metrics["outbox_depth"]
             bad = depth > rule.depth_above and previous is not None and depth > previous
             if bad:
-                summary = f"{hb.device_id} outbox at {hb.outbox_depth} and growing (was {previous:.0f})"
+                summary = f"{hb.device_id} outbox at {depth:.0f} and growing (was {previous:.0f})"
             elif depth <= rule.depth_above:
                 state["active"] = False
             state["last_value"] = depth
         else:
             previous = state["last_value"]
-            dropped = float(hb.outbox_dropped)
+            dropped = hb.metrics["outbox_dropped"]
             bad = previous is not None and dropped > previous
             if bad:
                 summary = f"{hb.device_id} dropped {dropped - previous:.0f} scores (outbox full)"
@@ -216,7 +216,7 @@ class AlertEngine:
         if not (bad or resolving):
             return
         day = at.date().isoformat()
-        key = _key(rule.dedup, rule=rule.name, site=hb.site, device=hb.device_id, day=day, ident=str(hb.message_id))
+        key = _key(rule.dedup, rule=rule.name, site=hb.site, device=hb.device_id, day=day, ident=hb.message_id)
         if bad:
             state["active"] = True
             self._raise(pass_, rule, site=hb.site, device=hb.device_id, summary=summary, key=key, at=at)
@@ -332,8 +332,7 @@ class AlertEngine:
             at=to_aware_utc(now),
         )
         log.info("alert %s: %s", name, summary)
-        self.raised.append(alert)
-        self.notifier.submit(alert)
+        self.deliver(alert)
 
     def _resolve(self, pass_: _BatchState, key: str, at: datetime) -> None:
         t = schema.alerts
@@ -363,5 +362,5 @@ class AlertEngine:
                 dedup_key=key,
                 at=to_aware_utc(now),
             )
-            self.notifier.submit(alert)
+            self.deliver(alert)
             pass_.last_alerts[key] = ("resolved", at)

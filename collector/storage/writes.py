@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, case, delete, func, select
 
@@ -63,6 +63,20 @@ assert _SCORE_COLUMNS == (
 _METRIC_COLUMNS = ("message_id", "site", "device_id", "kind", "at", "name", "value")
 
 
+class Facts(NamedTuple):
+    """What the alert rules read of one stored message: built with its rows, so the message need not be kept."""
+
+    message_id: str
+    site: str
+    device_id: str
+    kind: str
+    start: datetime  # naive UTC; status and heartbeat are instants (start == end)
+    end: datetime
+    metrics: dict[str, float]  # the message flattened (collector.flatten): the names the rules read
+    predicted: str | None  # gait screening only
+    outcome: str | None
+
+
 @dataclass(slots=True)
 class PreparedBatch:
     """The rows of one ingest batch as plain values: built where payloads are validated, written elsewhere.
@@ -76,6 +90,7 @@ class PreparedBatch:
     metric_counts: list[int]  # (name, value) pairs of each score row
     devices: list[dict[str, Any]]  # device registry upserts, one per device
     rejected: list[Rejected]
+    facts: list[Facts] = field(default_factory=list)  # one per score row when alert rules are on, else empty
 
     def one(self, index: int) -> PreparedBatch:
         """Score row `index` alone with its metrics (to store a failing batch message by message)."""
@@ -99,7 +114,8 @@ _UTC_ZERO = timedelta(0)
 class BatchBuilder:
     """Rows of a batch, one validated message at a time, so that the message objects need not be kept."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, facts: bool = False) -> None:
+        self._facts: list[Facts] | None = [] if facts else None
         # SQLite gets SQLAlchemy's DateTime text form directly; PostgreSQL (COPY) takes naive datetimes.
         self._as_db: Callable[[datetime], object] = _sqlite_time if dialect == "sqlite" else _same
         self._seen: set[str] = set()
@@ -122,10 +138,10 @@ class BatchBuilder:
             return False
         as_db = self._as_db
         if isinstance(msg, Status | Heartbeat):
-            end_db = start_db = as_db(_naive(msg.at))
+            end = start = _naive(msg.at)
         else:
-            end_db = as_db(_naive(msg.window_end))
-            start_db = as_db(_naive(msg.window_start))
+            end, start = _naive(msg.window_end), _naive(msg.window_start)
+        end_db, start_db = as_db(end), as_db(start)
         got = self._received.get(received_at)
         if got is None:
             got = self._received[received_at] = as_db(received_at)
@@ -140,13 +156,16 @@ class BatchBuilder:
         for name, value in flat.items():
             metrics += (name, value)
         self._counts.append(len(flat))
+        if self._facts is not None:
+            self._facts.append(Facts(mid, msg.site, msg.device_id, msg.kind, start, end, flat, label, outcome))
         return True
 
     def reject(self, item: Rejected) -> None:
         self._rejected.append(item)
 
     def build(self) -> PreparedBatch:
-        return PreparedBatch(self.scores, self._metrics, self._counts, list(self._devices.values()), self._rejected)
+        devices = list(self._devices.values())
+        return PreparedBatch(self.scores, self._metrics, self._counts, devices, self._rejected, self._facts or [])
 
     def _register(self, msg: DeviceMessage, received_at: datetime) -> None:
         """Fold a message into the device registry row of its device (latest state and heartbeat win)."""

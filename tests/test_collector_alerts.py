@@ -20,24 +20,20 @@ from collector.alerts.rules import RulesError, parse_rules
 from collector.service import CollectorService, ServiceSettings
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
 from collector.storage import Database, open_database, schema
-from collector.storage.writes import BatchBuilder, write_prepared
 from collector.timeutil import utcnow_naive
-from edge.wire import Alert, BaseModel, encode, topic_for
+from edge.wire import Alert, DeviceMessage, encode, topic_for
 from tests.support.broker import MosquittoBroker
 from tests.support.http_sink import HttpSink
 from tests.support.smtp_server import SmtpServer
+from tests.support.storage import store_batch
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
-def feed(db: Database, engine: AlertEngine, *messages: BaseModel) -> None:
+def feed(db: Database, engine: AlertEngine, *messages: DeviceMessage) -> None:
     """Store messages as the ingest and its writer do and hand the new ones to the engine."""
-    builder = BatchBuilder(db.dialect, facts=True)
-    for m in messages:
-        builder.add(m, encode(m).decode(), utcnow_naive())  # type: ignore[arg-type]
-    batch = builder.build()
     with db.engine.begin() as conn:
-        new = write_prepared(conn, db, batch, 100)
+        batch, new = store_batch(conn, db, messages)
     engine.on_stored([batch.facts[i] for i in new])
 
 
@@ -164,10 +160,10 @@ rules:
     db.dispose()
 
 
-def _incident_stream() -> list[BaseModel]:
+def _incident_stream() -> list[DeviceMessage]:
     """Two devices through a forward-head incident (rise, hysteresis, clear, cool-down, new incident) and a camera
     whose fps drops and recovers, in message time order."""
-    stream: list[BaseModel] = []
+    stream: list[DeviceMessage] = []
     for device in ("desk-1", "desk-2"):
         for i, value in enumerate([0.6, 0.6, 0.4, 0.7, 0.6, 0.2, 0.9, 0.1]):
             at = T0 + timedelta(minutes=10 * (i + 1) + (200 if i == 7 else 0))

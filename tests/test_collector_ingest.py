@@ -119,14 +119,15 @@ def _flat(payload: bytes) -> dict[str, float]:
 
 
 def test_dead_letters_are_bounded(tmp_path: Path) -> None:
-    from collector.storage.writes import Rejected, write_batch
+    from collector.storage.writes import Rejected
     from collector.timeutil import utcnow_naive
+    from tests.support.storage import store_batch
 
     db = open_database(f"sqlite:///{tmp_path}/c.db")
     for i in range(5):
         with db.engine.begin() as conn:
             rows = [Rejected("t", "invalid", f"n{i}-{j}", b"\xff" * 5000, utcnow_naive()) for j in range(4)]
-            write_batch(conn, db, [], rows, dead_letter_limit=6)
+            store_batch(conn, db, [], rows, dead_letter_limit=6)
     with db.reader.connect() as conn:
         details = [r[0] for r in conn.execute(select(schema.dead_letters.c.detail).order_by(schema.dead_letters.c.id))]
         payloads = [r[0] for r in conn.execute(select(schema.dead_letters.c.payload))]

@@ -17,20 +17,19 @@ from sqlalchemy import select
 
 from collector.simulate import gait, headpose, heartbeat, posture, status
 from collector.storage import Database, open_database, schema
-from collector.storage.writes import Accepted, write_batch
 from collector.timeutil import utcnow_naive
 from collector.users import add_user
 from collector.web.app import create_app
 from collector.web.suppression import suppress, to_csv_rows
-from edge.wire import encode
+from edge.wire import DeviceMessage
+from tests.support.storage import store_batch
 
 PASSWORD = "correct horse battery"
 
 
-def store(db: Database, *messages: object) -> None:
-    accepted = [Accepted(m, encode(m).decode(), utcnow_naive()) for m in messages]  # type: ignore[arg-type]
+def store(db: Database, *messages: DeviceMessage) -> None:
     with db.engine.begin() as conn:
-        write_batch(conn, db, accepted, [], 100)
+        store_batch(conn, db, messages)
 
 
 def open_alert(db: Database, site: str, device: str) -> str:
@@ -57,7 +56,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 def seeded(url: str) -> Database:
     database = open_database(url)
     now = datetime.now(UTC)
-    messages: list[object] = [
+    messages: list[DeviceMessage] = [
         status("school-a", "booth-1", 0, now, role="gait"),
         heartbeat("school-a", "booth-1", 1, now),
     ]

@@ -13,12 +13,13 @@ from sqlalchemy import func, select
 
 from collector.simulate import posture
 from collector.storage import Database, open_database, schema
-from collector.storage.writes import Accepted, Rejected, write_batch
+from collector.storage.writes import Rejected
 from collector.timeutil import utcnow_naive
 from edge.outbox import Outbox
-from edge.wire import encode, topic_for
+from edge.wire import topic_for
 from edgescreen import maintenance
 from edgescreen.cli import main
+from tests.support.storage import store_batch
 
 
 def _filled_outbox(path: Path, total: int, keep: int) -> list[bytes]:
@@ -91,14 +92,13 @@ def _seed(db: Database) -> dict[str, str]:
     recent = posture("school-m", "booth-1", 2, now - timedelta(days=2))
     received = utcnow_naive()
     with db.engine.begin() as conn:
-        accepted = [Accepted(m, encode(m).decode(), received) for m in (old, recent)]
         rejected = [
             Rejected(
                 topic_for("school-m", "booth-1", "posture"), "invalid", "old", b"{}", received - timedelta(days=60)
             ),
             Rejected(topic_for("school-m", "booth-1", "posture"), "invalid", "new", b"{}", received),
         ]
-        write_batch(conn, db, accepted, rejected, dead_letter_limit=100)
+        store_batch(conn, db, [old, recent], rejected, received_at=received)
         long_ago = received - timedelta(days=500)
         base = {"site": "school-m", "device_id": "booth-1", "rule": "forward_head", "severity": "warning"}
         for state, resolved in (("resolved", long_ago), ("open", None)):

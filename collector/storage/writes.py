@@ -25,33 +25,12 @@ DEAD_LETTER_PAYLOAD_CHARS = 2048
 
 
 @dataclass(frozen=True)
-class Accepted:
-    message: DeviceMessage
-    payload: str
-    received_at: datetime  # naive UTC
-
-
-@dataclass(frozen=True)
 class Rejected:
     topic: str
     reason: str
     detail: str
     payload: bytes
     received_at: datetime  # naive UTC
-
-
-def write_batch(
-    conn: Connection, db: Database, accepted: list[Accepted], rejected: list[Rejected], dead_letter_limit: int
-) -> list[Accepted]:
-    """Store a batch inside the caller's transaction; returns the messages that were new."""
-    builder = BatchBuilder(db.dialect)
-    unique: list[Accepted] = []
-    for item in accepted:
-        if builder.add(item.message, item.payload, item.received_at):
-            unique.append(item)
-    for bad in rejected:
-        builder.reject(bad)
-    return [unique[i] for i in write_prepared(conn, db, builder.build(), dead_letter_limit)]
 
 
 _SCORE_COLUMNS = tuple(c.name for c in schema.scores.columns)

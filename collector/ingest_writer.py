@@ -11,9 +11,10 @@ instead of taking turns under one interpreter lock. The protocol over the pipe, 
                       for every failed attempt while the database is down
 
 The writer reports a batch only after its transaction committed; the parent acknowledges the batch's
-messages to the broker only on that report. The alert rules are evaluated here, after the report, on the
-batch's new messages (`PreparedBatch.facts`): the ingest process keeps no validated messages for them, and
-the rule work runs beside the validation instead of under its interpreter lock.
+messages to the broker only on that report. The alert rules are evaluated here, in the transaction that
+stores the batch, on its new messages (`PreparedBatch.facts`): scores, rule states and alerts commit
+together; the ingest process keeps no validated messages for the rules, and the rule work runs beside the
+validation instead of under its interpreter lock.
 
 A batch the writer has not reported when either process dies is acknowledged by no one and redelivered by the
 broker; `message_id` makes the replay harmless.
@@ -113,6 +114,10 @@ def _writer_main(conn: Connection, settings: WriterSettings) -> None:
         db.dispose()
 
 
+class _RulesFailed(Exception):
+    """The alert rules raised while evaluating a batch (the cause is chained)."""
+
+
 class _Writer:
     def __init__(self, conn: Connection, db: Database, settings: WriterSettings) -> None:
         self.conn = conn
@@ -145,22 +150,11 @@ class _Writer:
                 return  # told to stop, or the parent is gone, while the database was down: nothing committed
             try:
                 self.conn.send(("done", batch_id, new, time.perf_counter() - t0))
-                if self.engine is not None and new:
-                    self._evaluate(batch, new)
+                if self.alerts:
+                    alerts, self.alerts[:] = list(self.alerts), []
+                    self.conn.send(("alerts", alerts))
             except OSError:
                 return  # the parent is gone; the broker redelivers what it never acknowledged
-
-    def _evaluate(self, batch: PreparedBatch, new: list[int]) -> None:
-        assert self.engine is not None
-        try:
-            self.engine.on_stored([batch.facts[i] for i in new])
-        except Exception:
-            # Alerting must never stop ingest; the stored scores are safe either way.
-            log.exception("alert evaluation failed for a batch of %d messages", len(new))
-            self.alerts.clear()  # its transaction was rolled back: none of them is stored
-        if self.alerts:
-            alerts, self.alerts[:] = list(self.alerts), []
-            self.conn.send(("alerts", alerts))
 
     def _commit(self, batch: PreparedBatch) -> list[int] | None:
         """Write until it commits; None when asked to stop (or orphaned) before it could."""
@@ -187,17 +181,36 @@ class _Writer:
                 self.waiting.append(event)
             delay = min(delay * 2, self.settings.backoff_max_s)
 
-    def _commit_once(self, batch: PreparedBatch) -> list[int]:
+    def _commit_once(self, batch: PreparedBatch, rules: bool = True) -> list[int]:
+        """One transaction: the batch's rows and, with alert rules, their evaluation on its new messages, so
+        that scores, rule states and alerts commit together (a batch replayed after a crash is evaluated in the
+        transaction that stores it, or was evaluated already)."""
         limit = self.settings.dead_letter_limit
+        self.alerts.clear()  # of an attempt that rolled back
         try:
             with self.db.engine.begin() as conn:
-                return write_prepared(conn, self.db, batch, limit)
+                new = write_prepared(conn, self.db, batch, limit)
+                if rules and self.engine is not None and new:
+                    try:
+                        self.engine.evaluate(conn, [batch.facts[i] for i in new])
+                    except _RETRYABLE:
+                        raise
+                    except Exception as exc:
+                        raise _RulesFailed from exc
+                return new
         except _RETRYABLE:
             raise
+        except _RulesFailed as exc:
+            # A fault of the rules, not of the scores: store the batch without them rather than not at all.
+            log.error(
+                "alert rules failed on a batch of %d messages; storing it without them", len(batch.scores), exc_info=exc
+            )
+            return self._commit_once(batch, rules=False)
         except Exception as exc:
             # Not an outage but something in this batch (a constraint, say): store message by message and
             # dead-letter what fails, so that one message cannot stop ingest.
             log.error("batch of %d failed to store (%s); storing one by one", len(batch.scores), exc)
+            self.alerts.clear()
             return self._commit_one_by_one(batch)
 
     def _commit_one_by_one(self, batch: PreparedBatch) -> list[int]:
@@ -226,4 +239,12 @@ class _Writer:
                 raise
             except Exception as exc:
                 log.error("device registry update of %d devices failed: %s", len(batch.devices), exc)
+        if self.engine is not None and new:
+            try:
+                self.engine.on_stored([batch.facts[i] for i in new])
+            except _RETRYABLE:
+                raise
+            except Exception:
+                log.exception("alert rules failed on %d messages stored one by one", len(new))
+                self.alerts.clear()
         return new

@@ -5,21 +5,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import multiprocessing
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from collector.alerts.engine import AlertEngine
 from collector.alerts.rules import RulesError, parse_rules
+from collector.ingest_writer import WriterSettings, _Writer
 from collector.service import CollectorService, ServiceSettings
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
 from collector.storage import Database, open_database, schema
+from collector.storage.writes import BatchBuilder
 from collector.timeutil import utcnow_naive
 from edge.wire import Alert, DeviceMessage, encode, topic_for
 from tests.support.broker import MosquittoBroker
@@ -270,3 +275,51 @@ rules:
         assert json.loads(body)["alert_id"] == str(alert.alert_id)
         _sender, to, mail = smtp.messages[0]
         assert to == ["staff@localhost"] and "gait_positive" in str(mail["Subject"])
+
+
+def _writer_pass(tmp_path: Path, messages: list[DeviceMessage]) -> tuple[Database, list[tuple[Any, ...]]]:
+    """Run the ingest writer in this process on one batch; return the database and the events it sent."""
+    db = open_database(f"sqlite:///{tmp_path}/c.db")
+    rules = parse_rules("rules: [{name: gait_positive, type: screening, predicted: positive, min_probability: 0.7}]")
+    builder = BatchBuilder(db.dialect, facts=True)
+    for m in messages:
+        builder.add(m, encode(m).decode(), utcnow_naive())
+    parent, child = multiprocessing.Pipe()
+    writer = _Writer(child, db, WriterSettings(db.url, rules=rules))
+    parent.send(("batch", 0, builder.build()))
+    parent.send(("stop",))
+    writer.run()
+    events = []
+    while parent.poll(0.1):
+        events.append(parent.recv())
+    return db, events
+
+
+def test_writer_stores_alerts_with_the_scores_and_hands_them_back(tmp_path: Path) -> None:
+    positive = gait("school", "booth-1", 1, T0, predicted="positive", p=0.9)
+    db, events = _writer_pass(tmp_path, [positive, gait("school", "booth-1", 2, T0, predicted="negative", p=0.9)])
+    kinds = [e[0] for e in events]
+    assert kinds == ["ready", "done", "alerts"], events
+    assert events[1][2] == [0, 1]
+    (alert,) = events[2][1]
+    assert alert.rule == "gait_positive" and alert.device_id == "booth-1" and alert.state == "open"
+    assert [str(a["alert_id"]) for a in alerts(db)] == [str(alert.alert_id)]
+    db.dispose()
+
+
+def test_writer_stores_the_batch_without_alerts_when_the_rules_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: object) -> None:
+        raise ZeroDivisionError("a fault in a rule")
+
+    monkeypatch.setattr(AlertEngine, "_screening", broken)
+    with caplog.at_level(logging.ERROR, logger="collector.ingest_writer"):
+        db, events = _writer_pass(tmp_path, [gait("school", "booth-1", 1, T0, predicted="positive", p=0.9)])
+    assert [e[0] for e in events] == ["ready", "done"], "no alerts handed back from a rolled-back evaluation"
+    assert events[1][2] == [0]
+    with db.reader.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(schema.scores)).scalar_one() == 1
+    assert alerts(db) == []
+    assert any("alert rules failed" in r.getMessage() and r.exc_info for r in caplog.records)
+    db.dispose()

@@ -95,8 +95,13 @@ class AlertEngine:
 
     # --- message rules -----------------------------------------------------------------------------
     def on_stored(self, batch: list[Facts]) -> None:
-        """Evaluate the message rules on the new messages of one committed batch, in message time order, in
-        one transaction.
+        """Evaluate the message rules on stored messages in a transaction of their own."""
+        with self.db.engine.begin() as conn:
+            self.evaluate(conn, batch)
+
+    def evaluate(self, conn: Connection, batch: list[Facts]) -> None:
+        """Evaluate the message rules on a batch's new messages, in message time order, inside the caller's
+        transaction (the ingest writer's, so that scores, rule states and alerts commit together).
 
         Rule states of the batch's devices are read in one query and written back in one statement, and each
         dedup key's last alert is looked up once per batch, so a batch costs a few statements, not several
@@ -106,23 +111,22 @@ class AlertEngine:
         if not facts or not self.rules.rules:
             return
         thresholds, screenings, health = self._by_message_kind
-        with self.db.engine.begin() as conn:
-            pass_ = _BatchState(conn, self._load_states(conn, {f"{f.site}/{f.device_id}" for f in facts}))
-            for fact in facts:
-                site = fact.site
-                if fact.kind == "heartbeat":
-                    for health_rule in health:
-                        if not health_rule.sites or site in health_rule.sites:
-                            self._health(pass_, health_rule, fact)
-                elif fact.kind == "gait":
-                    for screening_rule in screenings:
-                        if not screening_rule.sites or site in screening_rule.sites:
-                            self._screening(pass_, screening_rule, fact)
-                for rule in thresholds.get(fact.kind, ()):
-                    value = fact.metrics.get(rule.metric)
-                    if value is not None and (not rule.sites or site in rule.sites):
-                        self._threshold(pass_, rule, fact, value)
-            self._save_states(conn, pass_)
+        pass_ = _BatchState(conn, self._load_states(conn, {f"{f.site}/{f.device_id}" for f in facts}))
+        for fact in facts:
+            site = fact.site
+            if fact.kind == "heartbeat":
+                for health_rule in health:
+                    if not health_rule.sites or site in health_rule.sites:
+                        self._health(pass_, health_rule, fact)
+            elif fact.kind == "gait":
+                for screening_rule in screenings:
+                    if not screening_rule.sites or site in screening_rule.sites:
+                        self._screening(pass_, screening_rule, fact)
+            for rule in thresholds.get(fact.kind, ()):
+                value = fact.metrics.get(rule.metric)
+                if value is not None and (not rule.sites or site in rule.sites):
+                    self._threshold(pass_, rule, fact, value)
+        self._save_states(conn, pass_)
 
     @cached_property
     def _by_message_kind(

@@ -231,7 +231,7 @@ class Ingestor:
 
     # --- prepare thread ----------------------------------------------------------------------------
     def _new_batch(self) -> _Batch:
-        return _Batch(BatchBuilder(self.db.dialect, facts=self.settings.rules is not None))
+        return _Batch(BatchBuilder(self.db.dialect))
 
     def _prepare_loop(self) -> None:
         batch = self._new_batch()

@@ -192,7 +192,7 @@ class _Writer:
                 new = write_prepared(conn, self.db, batch, limit)
                 if rules and self.engine is not None and new:
                     try:
-                        self.engine.evaluate(conn, [batch.facts[i] for i in new])
+                        self.engine.evaluate(conn, batch.facts(new))
                     except _RETRYABLE:
                         raise
                     except Exception as exc:
@@ -241,7 +241,7 @@ class _Writer:
                 log.error("device registry update of %d devices failed: %s", len(batch.devices), exc)
         if self.engine is not None and new:
             try:
-                self.engine.on_stored([batch.facts[i] for i in new])
+                self.engine.on_stored(batch.facts(new))
             except _RETRYABLE:
                 raise
             except Exception:

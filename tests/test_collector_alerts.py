@@ -39,7 +39,7 @@ def feed(db: Database, engine: AlertEngine, *messages: DeviceMessage) -> None:
     """Store messages as the ingest and its writer do and hand the new ones to the engine."""
     with db.engine.begin() as conn:
         batch, new = store_batch(conn, db, messages)
-    engine.on_stored([batch.facts[i] for i in new])
+    engine.on_stored(batch.facts(new))
 
 
 def alerts(db: Database) -> list[dict[str, object]]:
@@ -281,7 +281,7 @@ def _writer_pass(tmp_path: Path, messages: list[DeviceMessage]) -> tuple[Databas
     """Run the ingest writer in this process on one batch; return the database and the events it sent."""
     db = open_database(f"sqlite:///{tmp_path}/c.db")
     rules = parse_rules("rules: [{name: gait_positive, type: screening, predicted: positive, min_probability: 0.7}]")
-    builder = BatchBuilder(db.dialect, facts=True)
+    builder = BatchBuilder(db.dialect)
     for m in messages:
         builder.add(m, encode(m).decode(), utcnow_naive())
     parent, child = multiprocessing.Pipe()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, case, delete, func, select
@@ -43,7 +44,7 @@ _METRIC_COLUMNS = ("message_id", "site", "device_id", "kind", "at", "name", "val
 
 
 class Facts(NamedTuple):
-    """What the alert rules read of one stored message: built with its rows, so the message need not be kept."""
+    """What the alert rules read of one stored message, rebuilt from its rows: the message need not be kept."""
 
     message_id: str
     site: str
@@ -69,13 +70,28 @@ class PreparedBatch:
     metric_counts: list[int]  # (name, value) pairs of each score row
     devices: list[dict[str, Any]]  # device registry upserts, one per device
     rejected: list[Rejected]
-    facts: list[Facts] = field(default_factory=list)  # one per score row when alert rules are on, else empty
+
+    def facts(self, indexes: list[int]) -> list[Facts]:
+        """What the alert rules read of the given score rows, rebuilt from the rows themselves (so nothing
+        extra crosses the pipe to the writer)."""
+        offsets = list(accumulate(self.metric_counts, initial=0))
+        out = []
+        for i in indexes:
+            mid, site, device_id, kind, _seq, start, end, _received, label, outcome, _payload = self.scores[i]
+            pairs = self.metrics[2 * offsets[i] : 2 * offsets[i + 1]]
+            metrics = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            out.append(Facts(mid, site, device_id, kind, _datetime(start), _datetime(end), metrics, label, outcome))
+        return out
 
     def one(self, index: int) -> PreparedBatch:
         """Score row `index` alone with its metrics (to store a failing batch message by message)."""
         at = sum(self.metric_counts[:index]) * 2
         n = self.metric_counts[index]
         return PreparedBatch([self.scores[index]], self.metrics[at : at + 2 * n], [n], [], [])
+
+
+def _datetime(value: datetime | str) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -93,8 +109,7 @@ _UTC_ZERO = timedelta(0)
 class BatchBuilder:
     """Rows of a batch, one validated message at a time, so that the message objects need not be kept."""
 
-    def __init__(self, dialect: str, facts: bool = False) -> None:
-        self._facts: list[Facts] | None = [] if facts else None
+    def __init__(self, dialect: str) -> None:
         # SQLite gets SQLAlchemy's DateTime text form directly; PostgreSQL (COPY) takes naive datetimes.
         self._as_db: Callable[[datetime], object] = _sqlite_time if dialect == "sqlite" else _same
         self._seen: set[str] = set()
@@ -135,8 +150,6 @@ class BatchBuilder:
         for name, value in flat.items():
             metrics += (name, value)
         self._counts.append(len(flat))
-        if self._facts is not None:
-            self._facts.append(Facts(mid, msg.site, msg.device_id, msg.kind, start, end, flat, label, outcome))
         return True
 
     def reject(self, item: Rejected) -> None:
@@ -144,7 +157,7 @@ class BatchBuilder:
 
     def build(self) -> PreparedBatch:
         devices = list(self._devices.values())
-        return PreparedBatch(self.scores, self._metrics, self._counts, devices, self._rejected, self._facts or [])
+        return PreparedBatch(self.scores, self._metrics, self._counts, devices, self._rejected)
 
     def _register(self, msg: DeviceMessage, received_at: datetime) -> None:
         """Fold a message into the device registry row of its device (latest state and heartbeat win)."""

@@ -22,8 +22,8 @@ def store_batch(
     received_at: datetime | None = None,
     dead_letter_limit: int = 100,
 ) -> tuple[PreparedBatch, list[int]]:
-    """One batch inside the caller's transaction: the prepared batch (facts included) and its new row indexes."""
-    builder = BatchBuilder(db.dialect, facts=True)
+    """One batch inside the caller's transaction: the prepared batch and its new row indexes."""
+    builder = BatchBuilder(db.dialect)
     received = received_at or utcnow_naive()
     for message in messages:
         builder.add(message, encode(message).decode(), received)

@@ -26,7 +26,7 @@ from collector.simulate import Publisher, gait, headpose, heartbeat, posture, st
 from collector.storage import Database, open_database, schema
 from collector.storage.writes import BatchBuilder
 from collector.timeutil import utcnow_naive
-from edge.wire import Alert, DeviceMessage, encode, topic_for
+from edge.wire import Alert, DeviceMessage, Heartbeat, Status, encode, topic_for
 from tests.support.broker import MosquittoBroker
 from tests.support.http_sink import HttpSink
 from tests.support.smtp_server import SmtpServer
@@ -176,13 +176,20 @@ def _incident_stream() -> list[DeviceMessage]:
         stream.append(posture("office", device, 8, T0 + timedelta(minutes=400), high=0.9, minutes=40))
     for i, fps in enumerate([9, 9, 9, 20, 9, 9, 9]):
         stream.append(heartbeat("office", "cam-1", 100 + i, T0 + timedelta(minutes=2 * i), fps=fps))
-    return stream
+    # Screenings over two days: the daily rule opens one alert a day, the default one per screening.
+    for i, (hours, predicted, p) in enumerate([(1, "positive", 0.9), (2, "positive", 0.8), (3, "negative", 0.9),
+                                               (4, "positive", 0.6), (26, "positive", 0.75)]):  # fmt: skip
+        stream.append(gait("school", "booth-1", 200 + i, T0 + timedelta(hours=hours), predicted=predicted, p=p))
+    return sorted(stream, key=lambda m: m.at if isinstance(m, Heartbeat | Status) else m.window_end)
 
 
 RULES_FOR_BATCHES = (
     FORWARD_HEAD.replace("cooldown_minutes: 120", "cooldown_minutes: 120\n    auto_resolve: true")
     + """
   - {name: fps_low, type: fps_below, target: 15, min_duration_minutes: 3}
+  - {name: gait_positive, type: screening, predicted: positive, min_probability: 0.7}
+  - {name: gait_daily, type: screening, predicted: positive, min_probability: 0.7,
+     dedup: "{rule}:{site}:{device}:{day}"}
 """
 )
 
@@ -207,6 +214,11 @@ def test_one_batch_gives_the_alerts_and_states_of_one_message_at_a_time(tmp_path
     assert ("forward_head_sustained", "forward_head_sustained:office:desk-1:2026-03-02", "resolved") in batch_alerts
     assert sum(1 for rule, _, _ in batch_alerts if rule == "forward_head_sustained") == 4
     assert [state for rule, _, state in batch_alerts if rule == "fps_low"] == ["resolved"]
+    assert sum(1 for rule, _, _ in batch_alerts if rule == "gait_positive") == 3
+    assert [key for rule, key, _ in batch_alerts if rule == "gait_daily"] == [
+        "gait_daily:school:booth-1:2026-03-02",
+        "gait_daily:school:booth-1:2026-03-03",
+    ]
 
 
 def test_rules_file_errors_name_the_key_and_suggest() -> None:

@@ -62,6 +62,19 @@ class _BatchState:
             }  # fmt: skip
         return found
 
+    def prefetch(self, keys: set[str]) -> None:
+        """Look up the last alert of many dedup keys in a few queries instead of one query per key."""
+        t = schema.alerts
+        wanted = sorted(k for k in keys if k not in self.last_alerts)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found: dict[str, tuple[str, datetime | None]] = {}
+            query = select(t.c.dedup_key, t.c.state, t.c.resolved_at).where(t.c.dedup_key.in_(chunk))
+            for key, state, resolved_at in self.conn.execute(query.order_by(t.c.opened_at)):
+                found[key] = (state, resolved_at)  # ordered by opening: the newest wins
+            for key in chunk:
+                self.last_alerts[key] = found.get(key, ("none", None))
+
     def last_alert(self, key: str) -> tuple[str, datetime | None] | None:
         if key not in self.last_alerts:
             t = schema.alerts
@@ -112,6 +125,11 @@ class AlertEngine:
             return
         thresholds, screenings, health = self._by_message_kind
         pass_ = _BatchState(conn, self._load_states(conn, {f"{f.site}/{f.device_id}" for f in facts}))
+        if screenings:
+            # A positive screening is its own incident (the default key holds its message id): one query for
+            # the batch's candidates instead of one per screening.
+            hits = (self._screening_hit(r, f) for f in facts if f.kind == "gait" for r in screenings)
+            pass_.prefetch({hit[0] for hit in hits if hit is not None})
         for fact in facts:
             site = fact.site
             if fact.kind == "heartbeat":
@@ -120,8 +138,7 @@ class AlertEngine:
                         self._health(pass_, health_rule, fact)
             elif fact.kind == "gait":
                 for screening_rule in screenings:
-                    if not screening_rule.sites or site in screening_rule.sites:
-                        self._screening(pass_, screening_rule, fact)
+                    self._screening(pass_, screening_rule, fact)
             for rule in thresholds.get(fact.kind, ()):
                 value = fact.metrics.get(rule.metric)
                 if value is not None and (not rule.sites or site in rule.sites):
@@ -145,16 +162,25 @@ class AlertEngine:
                 health.append(rule)
         return thresholds, screenings, health
 
-    def _screening(self, pass_: _BatchState, rule: ScreeningRule, msg: Facts) -> None:
+    @staticmethod
+    def _screening_hit(rule: ScreeningRule, msg: Facts) -> tuple[str, float] | None:
+        """The dedup key and probability when the screening meets the rule."""
+        if rule.sites and msg.site not in rule.sites:
+            return None
         p = msg.metrics.get(f"prob.{rule.predicted}")
         screened = msg.outcome == "screened" and msg.predicted == rule.predicted
-        if screened and p is not None and p >= rule.min_probability:
-            end = msg.end
-            day = end.date().isoformat()
-            ident = msg.message_id
-            key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=ident)
+        if not (screened and p is not None and p >= rule.min_probability):
+            return None
+        day = msg.end.date().isoformat()
+        key = _key(rule.dedup, rule=rule.name, site=msg.site, device=msg.device_id, day=day, ident=msg.message_id)
+        return key, p
+
+    def _screening(self, pass_: _BatchState, rule: ScreeningRule, msg: Facts) -> None:
+        hit = self._screening_hit(rule, msg)
+        if hit is not None:
+            key, p = hit
             summary = f"gait screening {rule.predicted} (p={p:.2f}) at {msg.device_id}"
-            self._raise(pass_, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=end)
+            self._raise(pass_, rule, site=msg.site, device=msg.device_id, summary=summary, key=key, at=msg.end)
 
     def _threshold(self, pass_: _BatchState, rule: ThresholdRule, msg: Facts, value: float) -> None:
         start, end = msg.start, msg.end

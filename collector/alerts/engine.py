@@ -50,6 +50,7 @@ class _BatchState:
         self.touched: set[tuple[str, str]] = set()
         # dedup key -> (state of its newest alert, resolved_at); "none" when it has no alert
         self.last_alerts: dict[str, tuple[str, datetime | None]] = {}
+        self.opening: list[tuple[dict[str, Any], Alert]] = []  # alerts to insert, in one statement per 500
 
     def state(self, rule: str, subject: str) -> dict[str, Any]:
         """The rule's state for a subject, to be changed in place; written back at the end of the pass."""
@@ -143,6 +144,7 @@ class AlertEngine:
                 value = fact.metrics.get(rule.metric)
                 if value is not None and (not rule.sites or site in rule.sites):
                     self._threshold(pass_, rule, fact, value)
+        self._open_pending(pass_)
         self._save_states(conn, pass_)
 
     @cached_property
@@ -287,6 +289,7 @@ class AlertEngine:
                         self._raise(pass_, rule, site=site, device=device, summary=summary, key=key, at=now)
                     elif rule.auto_resolve and state != "offline":
                         self._resolve(pass_, key, now)
+            self._open_pending(pass_)
 
     # --- storage -----------------------------------------------------------------------------------
     def _load_states(self, conn: Connection, subjects: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -318,7 +321,6 @@ class AlertEngine:
         self, pass_: _BatchState, rule: AnyRule, *, site: str, device: str | None, summary: str, key: str, at: datetime
     ) -> None:
         """Open an alert unless one is open for this key or the last one ended within the cool-down."""
-        t = schema.alerts
         name = rule.name
         last = pass_.last_alert(key)
         if last is not None:
@@ -328,28 +330,21 @@ class AlertEngine:
             cooldown = timedelta(minutes=rule.cooldown_minutes)
             if resolved_at is not None and at - resolved_at < cooldown:
                 return
-        conn = pass_.conn
         now = utcnow_naive()
         alert_id = uuid.uuid4()
-        stmt = self.db.insert(t).on_conflict_do_nothing()
-        result = conn.execute(
-            stmt,
-            {
-                "alert_id": str(alert_id),
-                "site": site,
-                "device_id": device,
-                "rule": name,
-                "severity": rule.severity,
-                "state": "open",
-                "summary": summary[:500],
-                "dedup_key": key,
-                "opened_at": now,
-                "updated_at": now,
-            },
-        )
+        row = {
+            "alert_id": str(alert_id),
+            "site": site,
+            "device_id": device,
+            "rule": name,
+            "severity": rule.severity,
+            "state": "open",
+            "summary": summary[:500],
+            "dedup_key": key,
+            "opened_at": now,
+            "updated_at": now,
+        }
         pass_.last_alerts[key] = ("open", None)
-        if result.rowcount == 0:
-            return  # another collector opened it first
         alert = Alert(
             alert_id=alert_id,
             site=site,
@@ -361,8 +356,22 @@ class AlertEngine:
             dedup_key=key,
             at=to_aware_utc(now),
         )
-        log.info("alert %s: %s", name, summary)
-        self.deliver(alert)
+        pass_.opening.append((row, alert))
+
+    def _open_pending(self, pass_: _BatchState) -> None:
+        """Insert the alerts the pass opened and deliver those inserted; one that another collector on the
+        shared subscription opened first under the same key (the partial unique index) is skipped."""
+        t = schema.alerts
+        pending, pass_.opening = pass_.opening, []
+        opened: set[str] = set()
+        for start in range(0, len(pending), 500):
+            rows = [row for row, _ in pending[start : start + 500]]
+            stmt = self.db.insert(t).values(rows).on_conflict_do_nothing().returning(t.c.alert_id)
+            opened.update(str(r[0]) for r in pass_.conn.execute(stmt))
+        for row, alert in pending:
+            if row["alert_id"] in opened:
+                log.info("alert %s: %s", alert.rule, alert.summary)
+                self.deliver(alert)
 
     def _resolve(self, pass_: _BatchState, key: str, at: datetime) -> None:
         t = schema.alerts
@@ -370,6 +379,7 @@ class AlertEngine:
         last = pass_.last_alerts.get(key, ("unknown", None))
         if last[0] == "resolved" or (key in pass_.last_alerts and last[0] == "none"):
             return  # nothing open under this key (looked up earlier in this batch)
+        self._open_pending(pass_)  # the alert to resolve may be one this pass opened
         rows = conn.execute(
             select(t).where(and_(t.c.dedup_key == key, or_(t.c.state == "open", t.c.state == "acknowledged")))
         ).mappings()

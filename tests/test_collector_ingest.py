@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from collector.ingest import Ingestor, IngestSettings
 from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
-from edge.wire import MAX_PAYLOAD_BYTES, decode
+from edge.wire import MAX_PAYLOAD_BYTES, GaitScreening, decode
 from tests.support.broker import MosquittoBroker, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,9 +208,12 @@ def test_broker_restart_loses_nothing(
     db.dispose()
 
 
-def _start_collector(broker: MosquittoBroker, db_url: str, log: Path) -> subprocess.Popen[bytes]:
+def _start_collector(
+    broker: MosquittoBroker, db_url: str, log: Path, rules: Path | None = None
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
     cmd += ["--client-id", "collector-killed", "--batch", "200"]
+    cmd += ["--rules", str(rules)] if rules else []
     return subprocess.Popen(cmd, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
@@ -226,11 +229,20 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path, broker: MosquittoBroker) -> None:
+@pytest.mark.parametrize("with_rules", [False, True], ids=["no-rules", "screening-rule"])
+def test_collector_killed_and_restarted_loses_and_doubles_nothing(
+    tmp_path: Path, broker: MosquittoBroker, with_rules: bool
+) -> None:
     db_url = f"sqlite:///{tmp_path}/c.db"
     db = open_database(db_url)
     log = tmp_path / "collector.log"
-    proc = _start_collector(broker, db_url, log)
+    rules = tmp_path / "rules.yaml" if with_rules else None
+    if rules is not None:
+        rules.write_text(
+            "notify: {mqtt: false}\n"
+            "rules: [{name: gait_positive, type: screening, predicted: positive, min_probability: 0.7}]\n"
+        )
+    proc = _start_collector(broker, db_url, log, rules)
     messages = [m for k in range(3) for m in mixed_stream("site-k", f"dev-{k}", 600, seed=10 + k)]
     try:
         wait_until(lambda: "subscribed to" in log.read_text(), what=f"collector start ({log})")
@@ -245,7 +257,7 @@ def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path
         wait_until(lambda: not any(_running(p) for p in helpers), timeout=15, what="writer exit after the kill")
         stored_at_kill = count(db, schema.scores)
         sender.join()
-        proc = _start_collector(broker, db_url, log)
+        proc = _start_collector(broker, db_url, log, rules)
         wait_until(lambda: count_safe(db) == len(messages), timeout=60, what="all stored after restart")
     finally:
         proc.terminate()
@@ -253,6 +265,18 @@ def test_collector_killed_and_restarted_loses_and_doubles_nothing(tmp_path: Path
     assert stored_at_kill < len(messages)
     expected_metrics = sum(len(_flat(p)) for _, p in messages)
     assert count(db, schema.metric_values) == expected_metrics, "a replayed message was flattened twice"
+    if with_rules:
+        # Rules are evaluated in the transaction that stores their batch: a kill loses or doubles no alert.
+        screenings = [m for m in (decode(p, t) for t, p in messages) if isinstance(m, GaitScreening)]
+        expected = sorted(
+            f"gait_positive:{m.site}:{m.device_id}:{m.message_id}"
+            for m in screenings
+            if m.outcome == "screened" and m.predicted == "positive" and (m.probabilities or {})["positive"] >= 0.7
+        )
+        with db.reader.connect() as conn:
+            keys = sorted(r[0] for r in conn.execute(select(schema.alerts.c.dedup_key)))
+        assert len(expected) > 10
+        assert keys == expected, f"{len(keys)} alerts for {len(expected)} positive screenings"
     db.dispose()
 
 

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from collector.alerts.engine import AlertEngine
-from collector.alerts.rules import RulesError, parse_rules
+from collector.alerts.rules import RulesError, load_rules, parse_rules
 from collector.ingest_writer import WriterSettings, _Writer
 from collector.service import CollectorService, ServiceSettings
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
@@ -231,6 +231,30 @@ def test_rules_file_errors_name_the_key_and_suggest() -> None:
     example = Path(__file__).resolve().parents[1] / "firmware_config" / "alert-rules.example.yaml"
     rules = parse_rules(example.read_text())
     assert {"gait_positive", "head_rotation_severe", "forward_head_sustained"} <= {r.name for r in rules.rules}
+
+
+def test_rules_file_with_an_unusable_secret_file_or_url_is_refused_at_load(tmp_path: Path) -> None:
+    key = tmp_path / "webhook.key"
+    rules = tmp_path / "rules.yaml"
+
+    def notify(url: str = "https://staff.example.org/hook", smtp: str = "") -> None:
+        rules.write_text(f"notify: {{webhook: {{url: '{url}', secret_file: {key}}}{smtp}}}\nrules: []\n")
+
+    notify()
+    with pytest.raises(RulesError, match=rf"{rules}: notify\.webhook\.secret_file {key}: cannot read it"):
+        load_rules(rules)
+    key.write_text("  \n")
+    with pytest.raises(RulesError, match=r"notify\.webhook\.secret_file .* is empty"):
+        load_rules(rules)
+    key.write_text("s3cret\n")
+    assert load_rules(rules).notify.webhook is not None
+    notify(url="staff.example.org/hook")
+    with pytest.raises(RulesError, match=r"notify\.webhook\.url"):
+        load_rules(rules)
+    password = tmp_path / "smtp.pass"
+    notify(smtp=f", smtp: {{host: mail, sender: a@b.c, recipients: [d@e.f], password_file: {password}}}")
+    with pytest.raises(RulesError, match=r"notify\.smtp\.password_file .*smtp\.pass: cannot read it"):
+        load_rules(rules)
 
 
 def test_alert_delivered_on_mqtt_webhook_and_smtp(tmp_path: Path, broker: MosquittoBroker) -> None:

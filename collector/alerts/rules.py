@@ -90,7 +90,7 @@ Rule = Annotated[
 
 
 class WebhookConfig(_Config):
-    url: str = Field(description="http(s) URL the alert JSON is POSTed to")
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="http(s) URL the alert JSON is POSTed to")
     secret_file: Path = Field(description="file with the HMAC-SHA256 key; signature in X-EdgeScreen-Signature")
     timeout_s: float = Field(default=5.0, gt=0, description="per request")
 
@@ -160,8 +160,24 @@ def parse_rules(text: str, source: str = "<rules>") -> RulesFile:
 
 
 def load_rules(path: Path) -> RulesFile:
+    """Parse a rules file and check the secret files it names, so that a missing webhook key or SMTP password
+    stops the collector at start instead of failing every delivery later."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise RulesError(f"cannot read rules file {path}: {exc}") from exc
-    return parse_rules(text, str(path))
+    rules = parse_rules(text, str(path))
+    secrets = {
+        "notify.webhook.secret_file": rules.notify.webhook.secret_file if rules.notify.webhook else None,
+        "notify.smtp.password_file": rules.notify.smtp.password_file if rules.notify.smtp else None,
+    }
+    for key, secret in secrets.items():
+        if secret is None:
+            continue
+        try:
+            empty = not secret.read_bytes().strip()
+        except OSError as exc:
+            raise RulesError(f"{path}: {key} {secret}: cannot read it ({exc.strerror or exc})") from exc
+        if empty:
+            raise RulesError(f"{path}: {key} {secret} is empty")
+    return rules

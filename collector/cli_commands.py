@@ -25,6 +25,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="ingest processes sharing one subscription (default 1); each has a writer process of its own, "
         "so one already uses two cores",
     )
+    run.add_argument("--tls-ca", type=Path, help="mqtts://: CA certificate (PEM) of the broker (default: system CAs)")
+    run.add_argument("--tls-cert", type=Path, help="mqtts://: this collector's client certificate (PEM), mutual TLS")
+    run.add_argument("--tls-key", type=Path, help="mqtts://: the private key of --tls-cert (PEM)")
     run.add_argument("--secret-file", type=Path, help="file with the key that signs dashboard sessions")
     run.add_argument(
         "--insecure-cookies", action="store_true", help="session cookie without Secure (plain-HTTP test set-ups only)"
@@ -48,6 +51,7 @@ def _default_client_id(share: str | None) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from collector.mqtt_url import TlsFiles
     from collector.service import CollectorService, ServiceSettings
 
     settings = ServiceSettings(
@@ -62,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         secure_cookies=not args.insecure_cookies,
         k_anonymity=args.k,
         workers=max(1, args.workers),
+        tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key),
     )
     from sqlalchemy.exc import OperationalError
 

@@ -29,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from collector.alerts.rules import RulesFile
 from collector.ingest_writer import WriterProcess, WriterSettings
 from collector.mqtt_client import BufferedClient
-from collector.mqtt_url import parse_broker_url
+from collector.mqtt_url import TlsFiles, parse_broker_url
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
@@ -58,6 +58,7 @@ class IngestSettings:
     dead_letter_limit: int = 10_000
     backoff_max_s: float = 5.0
     rules: RulesFile | None = None  # alert rules, evaluated by the writer process on each committed batch
+    tls: TlsFiles = field(default_factory=TlsFiles)  # for mqtts://: CA, and certificate + key for mutual TLS
 
     @property
     def subscription(self) -> str:
@@ -131,7 +132,9 @@ class Ingestor:
         if address.username:
             client.username_pw_set(address.username, address.password)
         if address.tls:
-            client.tls_set()
+            client.tls_set_context(self.settings.tls.context())
+        elif self.settings.tls:
+            raise ValueError("--tls-ca, --tls-cert and --tls-key need an mqtts:// --broker")
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

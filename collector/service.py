@@ -15,7 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from collector.ingest import Ingestor, IngestSettings
-from collector.mqtt_url import parse_broker_url
+from collector.mqtt_url import TlsFiles, parse_broker_url
 from collector.storage import open_database
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class ServiceSettings:
     k_anonymity: int = 11
     tick_s: float = 5.0
     workers: int = 1
+    tls: TlsFiles = dataclasses.field(default_factory=TlsFiles)
     parent_pid: int | None = None  # set in worker processes: they stop when the main process is gone
 
 
@@ -48,11 +49,16 @@ class CollectorService:
         if settings.workers > 1 and not settings.share_group:
             # Several ingest processes split the stream through a shared subscription of their own.
             settings = dataclasses.replace(settings, share_group=settings.client_id)
-        parse_broker_url(settings.broker_url)
+        if parse_broker_url(settings.broker_url).tls:
+            settings.tls.context()  # a wrong TLS file stops the start here, before the database is touched
+        elif settings.tls:
+            raise ValueError("--tls-ca, --tls-cert and --tls-key need an mqtts:// --broker")
+        self._session_key: bytes | None = None
         if settings.http:
             from collector.web.server import parse_host_port
 
             parse_host_port(settings.http)
+            self._session_key = _read_secret(settings.secret_file) if settings.secret_file else None
         self.settings = settings
         self._workers: list[multiprocessing.process.BaseProcess] = []
         rules = None
@@ -72,6 +78,7 @@ class CollectorService:
             share_group=settings.share_group,
             batch_max=settings.batch_max,
             rules=rules,
+            tls=settings.tls,
         )
         # The ingest writer process evaluates the message rules on each batch it commits and hands the alerts
         # back here; this process delivers them and runs the periodic rules (device offline).
@@ -103,14 +110,11 @@ class CollectorService:
         if self.settings.http:
             from collector.web.server import WebServer
 
-            self._web = WebServer(self.db, self.settings.http, self._session_secret(), self.settings)
+            if self._session_key is None:
+                log.warning("no --secret-file: dashboard sessions end when the collector restarts")
+            key = self._session_key or secrets.token_bytes(32)
+            self._web = WebServer(self.db, self.settings.http, key, self.settings)
             self._web.start()
-
-    def _session_secret(self) -> bytes:
-        if self.settings.secret_file is not None:
-            return self.settings.secret_file.read_bytes().strip()
-        log.warning("no --secret-file: dashboard sessions end when the collector restarts")
-        return secrets.token_bytes(32)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.settings.tick_s):
@@ -149,6 +153,17 @@ class CollectorService:
                 break
         self.stop()
         return 0
+
+
+def _read_secret(path: Path) -> bytes:
+    """The dashboard's session key, read before anything starts so that a bad --secret-file stops the start."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"--secret-file {path}: cannot read it ({exc.strerror or exc})") from exc
+    if len(key) < 16:
+        raise ValueError(f"--secret-file {path}: {len(key)} bytes; the session key needs at least 16")
+    return key
 
 
 def _run_worker(settings: ServiceSettings) -> None:

@@ -61,6 +61,13 @@ if [ "$COMPONENT" != collector ]; then
 fi
 if [ "$COMPONENT" != device ]; then
     [ -e "$DESTDIR$ETC/alert-rules.yaml" ] || install -m 0644 "$SRC/firmware_config/alert-rules.example.yaml" "$DESTDIR$ETC/alert-rules.yaml"
+    [ -e "$DESTDIR$ETC/collector.env" ] || install -m 0644 "$SRC/firmware_config/collector.env.example" "$DESTDIR$ETC/collector.env"
+    # The unit loads these as credentials: made once, kept on upgrade (a new session key logs every user out).
+    install -d -m 0700 "$DESTDIR$ETC/credentials/collector"
+    for secret in session-key webhook-secret; do
+        f="$DESTDIR$ETC/credentials/collector/$secret"
+        [ -e "$f" ] || (umask 077 && head -c 32 /dev/urandom | base64 > "$f")
+    done
     install -d -m 0755 "$DESTDIR/etc/mosquitto/conf.d"
     install -m 0644 "$SRC/firmware_config/mosquitto/edgescreen.conf" "$DESTDIR/etc/mosquitto/conf.d/edgescreen.conf.example"
     install -m 0644 "$SRC/systemd/edgescreen-collector.service" "$DESTDIR/etc/systemd/system/"
@@ -82,6 +89,7 @@ if live; then
     udevadm control --reload-rules 2>/dev/null || true
     systemctl daemon-reload
     say "enable a device with: systemctl enable --now edgescreen-edge@office-posture.service"
+    say "collector: put its certificate, key and the site CA in $ETC/credentials/collector/ and edit $ETC/collector.env (docs/deploy.md)"
     say "enable the collector with: systemctl enable --now edgescreen-collector.service"
 fi
 say "done"

@@ -6,6 +6,8 @@ import datetime as dt
 import os
 import re
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
 
+from collector.simulate import posture
+from collector.storage import Database, open_database, schema
+from edge.wire import encode, topic_for
 from edgescreen.provision import SitePKI, write_acl
 from tests.support.broker import MosquittoBroker
 
@@ -189,3 +195,61 @@ def _wait(cond: object, timeout: float = 5.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def _collector_cmd(tmp_path: Path, broker_url: str, *tls: str) -> list[str]:
+    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker_url]
+    return [*cmd, "--db", f"sqlite:///{tmp_path}/c.db", "--client-id", f"c1-{tmp_path.name}", *tls]
+
+
+def test_collector_with_its_certificate_stores_what_a_device_publishes(
+    pki: Pki, secure_broker: ShippedBroker, tmp_path: Path
+) -> None:
+    """The collector as the systemd unit runs it against the shipped broker: site CA, client certificate."""
+    creds = pki.creds("collector.school1.c1")
+    tls = [
+        "--tls-ca",
+        str(creds / "ca.crt"),
+        "--tls-cert",
+        str(creds / "cert.pem"),
+        "--tls-key",
+        str(creds / "key.pem"),
+    ]
+    log = tmp_path / "collector.log"
+    url = f"mqtts://{secure_broker.host}:{secure_broker.port}"
+    proc = subprocess.Popen(
+        _collector_cmd(tmp_path, url, *tls), cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+    device = Client(secure_broker, pki.creds("school1.dev-a"), pki.root / "school1" / "ca.crt")
+    db = open_database(f"sqlite:///{tmp_path}/c.db")
+    try:
+        _wait(lambda: "subscribed to" in log.read_text(), timeout=30)
+        assert device.connect()
+        window = posture("school1", "dev-a", 0, dt.datetime.now(dt.UTC))
+        device.client.publish(topic_for("school1", "dev-a", "posture"), encode(window), qos=1)
+        _wait(lambda: _stored(db) == [str(window.message_id)], timeout=15)
+    finally:
+        device.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+        db.dispose()
+
+
+def test_collector_tls_options_are_checked_before_it_starts(pki: Pki, tmp_path: Path) -> None:
+    creds = pki.creds("collector.school1.c1")
+    cases = [
+        ("mqtts://127.0.0.1:1", ["--tls-ca", str(tmp_path / "nope.crt")], "--tls-ca .*nope.crt: no such file"),
+        ("mqtts://127.0.0.1:1", ["--tls-cert", str(creds / "cert.pem")], "--tls-cert and --tls-key go together"),
+        ("mqtts://127.0.0.1:1", ["--tls-ca", str(creds / "key.pem")], "--tls-ca .*key.pem: not a PEM CA"),
+        ("mqtt://127.0.0.1:1", ["--tls-ca", str(creds / "ca.crt")], "need an mqtts:// --broker"),
+    ]
+    for url, tls, error in cases:
+        done = subprocess.run(_collector_cmd(tmp_path, url, *tls), cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (tls, done.stderr)
+        assert re.search(error, done.stderr), done.stderr
+    assert not (tmp_path / "c.db").exists(), "a refused start touched the database"
+
+
+def _stored(db: Database) -> list[str]:
+    with db.reader.connect() as conn:
+        return [str(r[0]) for r in conn.execute(select(schema.scores.c.message_id))]

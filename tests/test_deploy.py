@@ -123,6 +123,38 @@ def test_install_lays_out_files_and_keeps_edited_profiles(tmp_path: Path) -> Non
     assert not (dest / "etc/edgescreen").exists()
 
 
+def test_collector_install_makes_its_settings_and_secrets_once(tmp_path: Path) -> None:
+    dest = tmp_path / "root"
+    env = {**os.environ, "DESTDIR": str(dest)}
+    install = [str(ROOT / "scripts" / "install.sh"), "--component", "collector", "--no-venv"]
+    subprocess.run(install, check=True, env=env, capture_output=True)
+    settings = dict(
+        line.split("=", 1)
+        for line in (dest / "etc/edgescreen/collector.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(settings) == {"BROKER_URL", "DB_URL", "HTTP_LISTEN"}, "every ${VAR} of the unit's ExecStart"
+    unit = (ROOT / "systemd" / "edgescreen-collector.service").read_text()
+    assert all(f"${{{name}}}" in unit for name in settings)
+    secrets = dest / "etc/edgescreen/credentials/collector"
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    keys = {name: (secrets / name).read_bytes() for name in ("session-key", "webhook-secret")}
+    for name, key in keys.items():
+        assert (secrets / name).stat().st_mode & 0o777 == 0o600
+        assert len(key.strip()) >= 16, name
+    assert keys["session-key"] != keys["webhook-secret"]
+    # Every credential the unit loads from there is either made here or named in docs/deploy.md.
+    loaded = re.findall(r"^LoadCredential=[\w-]+:/etc/edgescreen/credentials/collector/(\S+)$", unit, flags=re.M)
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert sorted(set(loaded) - set(keys)) == ["ca.crt", "cert.pem", "key.pem"]
+    assert all(f"credentials/collector/{name}" in deploy for name in ("ca.crt", "cert.pem", "key.pem"))
+
+    (dest / "etc/edgescreen/collector.env").write_text("BROKER_URL=mqtts://mqtt.school1.lan:8883\n")
+    subprocess.run(install, check=True, env=env, capture_output=True)
+    assert {name: (secrets / name).read_bytes() for name in keys} == keys, "an upgrade must keep the secrets"
+    assert "mqtt.school1.lan" in (dest / "etc/edgescreen/collector.env").read_text()
+
+
 def test_install_rejects_unknown_component(tmp_path: Path) -> None:
     env = {**os.environ, "DESTDIR": str(tmp_path)}
     result = subprocess.run(

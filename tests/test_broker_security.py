@@ -235,9 +235,14 @@ def test_collector_with_its_certificate_stores_what_a_device_publishes(
         db.dispose()
 
 
-def test_collector_tls_options_are_checked_before_it_starts(pki: Pki, tmp_path: Path) -> None:
+def test_collector_tls_and_secret_options_are_checked_before_it_starts(pki: Pki, tmp_path: Path) -> None:
     creds = pki.creds("collector.school1.c1")
+    short = tmp_path / "short.key"
+    short.write_text("abc\n")
+    http = ["--http", "127.0.0.1:18081", "--secret-file"]
     cases = [
+        ("mqtt://127.0.0.1:1", [*http, str(tmp_path / "nope.key")], "--secret-file .*nope.key: cannot read it"),
+        ("mqtt://127.0.0.1:1", [*http, str(short)], "--secret-file .*short.key: 3 bytes"),
         ("mqtts://127.0.0.1:1", ["--tls-ca", str(tmp_path / "nope.crt")], "--tls-ca .*nope.crt: no such file"),
         ("mqtts://127.0.0.1:1", ["--tls-cert", str(creds / "cert.pem")], "--tls-cert and --tls-key go together"),
         ("mqtts://127.0.0.1:1", ["--tls-ca", str(creds / "key.pem")], "--tls-ca .*key.pem: not a PEM CA"),

@@ -88,17 +88,25 @@ def _user_add(args: argparse.Namespace) -> int:
     from collector.users import UserError, add_user
 
     if args.password_file:
-        password = args.password_file.read_text().strip()
+        try:
+            password = args.password_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: --password-file {args.password_file}: cannot read it ({exc})", file=sys.stderr)
+            return 2
     else:
         password = getpass.getpass(f"password for {args.username}: ")
         if password != getpass.getpass("again: "):
-            print("passwords differ")
+            print("error: the two passwords differ; nothing changed", file=sys.stderr)
             return 1
-    db = open_database(args.db)
+    try:
+        db = open_database(args.db)
+    except ValueError as exc:  # a bad --db URL
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         add_user(db, args.username, password, args.site)
     except UserError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         db.dispose()

@@ -233,3 +233,27 @@ def test_chart_axes_have_distinct_labels_and_daily_ticks() -> None:
     assert len(set(y_labels)) == len(y_labels) >= 3, y_labels
     assert x_labels == ["01 Jan", "02 Jan", "03 Jan"]
     assert len(re.findall(r"<circle ", svg)) == 3
+
+
+def test_user_add_from_the_command_line_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgescreen.cli import main
+
+    db_url = f"sqlite:///{tmp_path}/c.db"
+
+    def add(password_file: Path) -> int:
+        return main(
+            ["collector", "user", "add", "--db", db_url, "--site", "s1", "--password-file", str(password_file), "ann"]
+        )
+
+    missing = tmp_path / "nope"
+    assert add(missing) == 2
+    assert f"--password-file {missing}: cannot read it" in capsys.readouterr().err
+    assert not (tmp_path / "c.db").exists(), "nothing is created before the password is read"
+    short = tmp_path / "short"
+    short.write_text("tiny\n")
+    assert add(short) == 1
+    assert "shorter than 10 characters" in capsys.readouterr().err
+    good = tmp_path / "good"
+    good.write_text(PASSWORD + "\n")
+    assert add(good) == 0
+    assert "user ann can see: s1" in capsys.readouterr().out

@@ -223,6 +223,10 @@ class Ingestor:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def alive(self) -> bool:
+        """Whether the threads that prepare batches and take the writer's commit reports still run."""
+        return self._preparer.is_alive() and self._events.is_alive()
+
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Wait until connected and subscribed: only then does the broker keep messages for this collector."""
         deadline = time.monotonic() + timeout

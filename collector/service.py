@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from collector.ingest import Ingestor, IngestSettings
 from collector.mqtt_url import TlsFiles, parse_broker_url
 from collector.storage import open_database
+from edge.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine
@@ -145,14 +146,39 @@ class CollectorService:
 
         signal.signal(signal.SIGTERM, _signal)
         signal.signal(signal.SIGINT, _signal)
+        # Only the main process talks to systemd (the unit has NotifyAccess=main).
+        notifier = Notifier() if self.settings.parent_pid is None else None
         self.start()
         log.info("collector running (client id %s)", self.settings.client_id)
+        status = self._status()
+        if notifier is not None:
+            notifier.ready(status)
         while not self._stop.wait(1.0):
             if self.settings.parent_pid is not None and os.getppid() != self.settings.parent_pid:
                 log.warning("main collector process is gone; stopping this ingest worker")
                 break
+            if notifier is None:
+                continue
+            # The watchdog is fed only while ingest's threads run: a collector that can no longer store is
+            # restarted by systemd instead of sitting there acknowledging nothing.
+            if self.ingestor.alive():
+                notifier.watchdog()
+            if (now := self._status()) != status:
+                status = now
+                notifier.status(status)
+        if notifier is not None:
+            notifier.stopping("stopping: storing what was received")
         self.stop()
+        if notifier is not None:
+            notifier.close()
         return 0
+
+    def _status(self) -> str:
+        """One line for `systemctl status`: the broker and database state, what was stored."""
+        stats = self.ingestor.stats
+        broker = "subscribed" if stats.subscribed else "connected" if stats.connected else "not connected"
+        database = "ok" if stats.db_ok else "unavailable, holding acknowledgements"
+        return f"broker {broker}; database {database}"
 
 
 def _read_secret(path: Path) -> bytes:

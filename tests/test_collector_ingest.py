@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -566,3 +567,35 @@ def test_subscription_refused_by_the_broker_is_logged_and_not_ready(
         assert any("refused the subscription to edgescreen/v1/" in r.getMessage() for r in caplog.records)
     finally:
         ing.stop()
+
+
+def test_collector_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(
+    tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    """The unit is Type=notify with WatchdogSec: without READY=1 systemd would fail the start, without
+    WATCHDOG=1 it would kill the collector every minute."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
+    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url]
+    cmd += ["--db", f"sqlite:///{tmp_path}/c.db", "--client-id", "collector-systemd"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    notes: list[str] = []
+    try:
+        while sum("WATCHDOG=1" in n for n in notes) < 2 or not any("broker subscribed" in n for n in notes):
+            notes.append(notify.recv(4096).decode())
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        notify.settimeout(1.0)
+        while not notes[-1].startswith("STOPPING=1"):
+            notes.append(notify.recv(4096).decode())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert notes[0].startswith("READY=1\nSTATUS=broker "), notes
+    assert any("STATUS=broker subscribed; database ok" in n for n in notes), notes
+    assert "STOPPING=1" in notes[-1]

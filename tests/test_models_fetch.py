@@ -172,6 +172,23 @@ def test_no_network_and_no_wheel_gives_one_line_and_exit_1(tmp_path: Path, offli
     assert result.stdout == ""
 
 
+def test_fetch_on_a_device_without_the_converter_says_what_to_install(tmp_path: Path, offline: dict[str, str]) -> None:
+    """A device installs only the 'edge' extra: `models fetch` there names the missing extra in one line."""
+    store = tmp_path / "store"
+    code = (
+        "import sys; sys.modules['tflite'] = None; from edgescreen.cli import main; "
+        f"raise SystemExit(main(['models', 'fetch', '--dir', {str(store)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=offline, check=False, timeout=120
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "needs the 'export' extra (no module 'tflite')" in lines[0] and "docs/deploy.md" in lines[0]
+    assert not store.exists(), "nothing downloaded or written"
+
+
 def test_models_list_json_and_store_errors(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list", "--dir", str(model_dir), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)

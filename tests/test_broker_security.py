@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from sqlalchemy import select
 from collector.simulate import posture
 from collector.storage import Database, open_database, schema
 from edge.wire import encode, topic_for
+from edgescreen.broker_files import install_broker_files
 from edgescreen.provision import SitePKI, write_acl
 from tests.support.broker import MosquittoBroker
 
@@ -30,15 +34,17 @@ SHIPPED_CONF = ROOT / "firmware_config" / "mosquitto" / "edgescreen.conf"
 
 
 class ShippedBroker(MosquittoBroker):
-    """Mosquitto running the shipped edgescreen.conf with its paths pointed at a test PKI."""
+    """Mosquitto running the shipped edgescreen.conf with its paths pointed at broker files installed by
+    `provision broker-files` from a test PKI."""
 
-    def __init__(self, workdir: Path, pki: Path) -> None:
+    def __init__(self, workdir: Path, files: Path) -> None:
         super().__init__(workdir)
-        self.pki = pki
+        self.files = files
 
     def config_text(self) -> str:
         text = SHIPPED_CONF.read_text()
-        text = text.replace("/etc/edgescreen/pki", str(self.pki))
+        assert "/etc/mosquitto/edgescreen/" in text
+        text = text.replace("/etc/mosquitto/edgescreen", str(self.files))
         text = re.sub(r"^listener 8883$", f"listener {self.port} {self.host}", text, flags=re.M)
         text = text.replace("/var/lib/mosquitto/", f"{self.workdir}/")
         text = text.replace("log_dest syslog", f"log_dest file {self.workdir}/broker.log")
@@ -74,7 +80,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShippedBroker]:
-    broker = ShippedBroker(tmp_path_factory.mktemp("broker"), pki.root)
+    files = tmp_path_factory.mktemp("broker-files")
+    install_broker_files(pki.root, "school1", "mqtt", files, group=grp.getgrgid(os.getgid()).gr_name)
+    broker = ShippedBroker(tmp_path_factory.mktemp("broker"), files)
     broker.start()
     yield broker
     broker.stop()
@@ -258,3 +266,59 @@ def test_collector_tls_and_secret_options_are_checked_before_it_starts(pki: Pki,
 def _stored(db: Database) -> list[str]:
     with db.reader.connect() as conn:
         return [str(r[0]) for r in conn.execute(select(schema.scores.c.message_id))]
+
+
+@pytest.mark.skipif(shutil.which("runuser") is None, reason="runuser not installed")
+def test_broker_files_are_readable_by_the_broker_group_only_and_follow_revocations(tmp_path: Path) -> None:
+    """Mosquitto reads its files as the mosquitto user; the CA key stays in the PKI folder, and a revocation
+    reaches the broker's copy of the CRL and ACL without another step."""
+    from edgescreen.cli import main
+
+    try:
+        group = grp.getgrnam("mosquitto").gr_name
+    except KeyError:
+        pytest.skip("no mosquitto group on this machine")
+    root = tmp_path / "pki"
+    site = SitePKI(root, "school9")
+    site.create_ca()
+    site.issue("broker", "mqtt")
+    site.issue("device", "dev-x")
+    write_acl(root)
+    # A folder the mosquitto user can reach (pytest's own temporary folders are root-only).
+    outside = Path(tempfile.mkdtemp(prefix="edgescreen-broker-files-"))
+    outside.chmod(0o755)
+    dest = outside / "edgescreen"
+    try:
+        args = ["provision", "broker-files", "--pki", str(root), "--site", "school9", "mqtt"]
+        assert main([*args, "--dest", str(dest), "--group", group]) == 0
+        assert sorted(p.name for p in dest.iterdir()) == ["acl", "ca.crt", "cert.pem", "crl.pem", "key.pem"]
+        assert dest.stat().st_mode & 0o777 == 0o750
+        for path in dest.iterdir():
+            assert path.stat().st_mode & 0o777 == 0o640 and grp.getgrgid(path.stat().st_gid).gr_name == group
+        read = subprocess.run(
+            ["runuser", "-u", "mosquitto", "--", "cat", str(dest / "key.pem")], capture_output=True, check=False
+        )
+        assert (
+            read.returncode == 0 and read.stdout == (root / "school9/issued/broker.school9.mqtt/key.pem").read_bytes()
+        )
+        ca_key = subprocess.run(["runuser", "-u", "mosquitto", "--", "cat", str(root / "school9/ca.key")],
+                                capture_output=True, check=False)  # fmt: skip
+        assert ca_key.returncode != 0, "the broker's user must not read the CA key"
+
+        assert "user school9.dev-x" in (dest / "acl").read_text()
+        assert main(["provision", "revoke", "--pki", str(root), "--site", "school9", "dev-x"]) == 0
+        assert (dest / "crl.pem").read_bytes() == (root / "school9/crl.pem").read_bytes()
+        assert "user school9.dev-x" not in (dest / "acl").read_text()
+    finally:
+        shutil.rmtree(outside)
+
+
+def test_broker_files_need_the_broker_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgescreen.cli import main
+
+    SitePKI(tmp_path / "pki", "school9").create_ca()
+    args = ["provision", "broker-files", "--pki", str(tmp_path / "pki"), "--site", "school9", "mqtt"]
+    assert main([*args, "--dest", str(tmp_path / "files"), "--group", grp.getgrgid(os.getgid()).gr_name]) == 1
+    err = capsys.readouterr().err
+    assert "broker.school9.mqtt/cert.pem" in err and "provision broker first" in err
+    assert not (tmp_path / "files").exists()

@@ -1,4 +1,5 @@
-"""`edgescreen provision ca | device | collector | broker | revoke`: the site PKI and the broker ACL."""
+"""`edgescreen provision ca | device | collector | broker | broker-files | revoke`: the site PKI, the broker ACL
+and the copies of both that the broker reads."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def register(groups: Groups) -> None:
             p.add_argument("--host", action="append", default=[], help="DNS name or IP of the broker (repeat)")
         p.set_defaults(func=_issue, kind=kind)
 
+    p = add("broker-files", "copy what the broker reads (CA, its certificate and key, CRL, ACL) where it can read it")
+    p.add_argument("name", metavar="BROKER", help="broker id (as given to `provision broker`)")
+    p.add_argument("--dest", default="/etc/mosquitto/edgescreen", help="folder (default /etc/mosquitto/edgescreen)")
+    p.add_argument("--group", default="mosquitto", help="group that may read the files (default mosquitto)")
+    p.set_defaults(func=_broker_files)
+
     p = add("revoke", "revoke a certificate: add it to the CRL the broker reads and drop its ACL entry")
     p.add_argument("name", help="device id (or collector/broker name with --kind)")
     p.add_argument("--kind", choices=("device", "collector", "broker"), default="device")
@@ -80,6 +87,33 @@ def _issue(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{issued.kind} {issued.identity}: credentials in {issued.bundle_dir}; ACL updated: {acl}")
+    return _refresh(root)
+
+
+def _broker_files(args: argparse.Namespace) -> int:
+    from edgescreen.broker_files import install_broker_files
+    from edgescreen.provision import ProvisionError
+
+    try:
+        dest = install_broker_files(_pki_dir(args), args.site, args.name, Path(args.dest), args.group)
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"broker files in {dest} (reload the broker: systemctl reload mosquitto)")
+    return 0
+
+
+def _refresh(root: Path) -> int:
+    """Bring the broker's copies of the CRL and ACL up to date after they changed."""
+    from edgescreen.broker_files import refresh_broker_files
+    from edgescreen.provision import ProvisionError
+
+    try:
+        for dest in refresh_broker_files(root):
+            print(f"broker files updated in {dest} (reload the broker: systemctl reload mosquitto)")
+    except ProvisionError as exc:
+        print(f"error: the PKI changed but the broker's copies did not: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -95,4 +129,4 @@ def _revoke(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"revoked serial {serial:x}; CRL: {pki.dir / 'crl.pem'} (reload the broker: systemctl reload mosquitto)")
-    return 0
+    return _refresh(root)

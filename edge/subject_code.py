@@ -103,9 +103,18 @@ class SubjectCodes:
         self._thread.start()
 
     def _read(self, stream: TextIO) -> None:
+        lines = 0
         try:
             for line in stream:
+                lines += 1
                 self.enter(line)
         except (OSError, ValueError) as exc:
             log.warning("subject code input stopped: %s", exc)
-        log.info("subject code input ended")
+        if lines == 0:
+            # Under systemd a service's standard input is /dev/null unless the unit gives it the booth's console.
+            log.warning(
+                "subject code input ended before its first line: no student codes will be read (under systemd "
+                "the booth's drop-in edgescreen-edge@gait-booth.service.d/subject-codes.conf gives it tty1)"
+            )
+        else:
+            log.info("subject code input ended")

@@ -58,6 +58,11 @@ if [ "$COMPONENT" != collector ]; then
     for u in edgescreen-edge@.service edgescreen-engine@.service edgescreen-jetson-setup.service; do
         install -m 0644 "$SRC/systemd/$u" "$DESTDIR/etc/systemd/system/$u"
     done
+    # Drop-ins of particular roles (the gait booth reads student codes on its console).
+    for d in "$SRC"/systemd/*.service.d; do
+        install -d -m 0755 "$DESTDIR/etc/systemd/system/$(basename "$d")"
+        install -m 0644 "$d"/*.conf "$DESTDIR/etc/systemd/system/$(basename "$d")/"
+    done
 fi
 if [ "$COMPONENT" != device ]; then
     [ -e "$DESTDIR$ETC/alert-rules.yaml" ] || install -m 0644 "$SRC/firmware_config/alert-rules.example.yaml" "$DESTDIR$ETC/alert-rules.yaml"

@@ -16,6 +16,7 @@ for u in edgescreen-edge@.service edgescreen-engine@.service edgescreen-jetson-s
          edgescreen-collector.service edgescreen-maintenance.service edgescreen-maintenance.timer; do
     rm -f "$DESTDIR/etc/systemd/system/$u"
 done
+rm -rf "$DESTDIR/etc/systemd/system/edgescreen-edge@gait-booth.service.d"
 rm -f "$DESTDIR/etc/udev/rules.d/99-edgescreen-camera.rules" "$DESTDIR/etc/mosquitto/conf.d/edgescreen.conf.example"
 rm -rf "$DESTDIR$PREFIX"
 if [ "$PURGE" = 1 ]; then

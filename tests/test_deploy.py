@@ -62,6 +62,33 @@ def test_unit_verifies(tmp_path: Path, unit: str) -> None:
     assert result.returncode == 0 and not problems, result.stderr
 
 
+def test_gait_booth_drop_in_gives_the_runtime_its_console(tmp_path: Path) -> None:
+    """Student codes come on standard input; a service's is /dev/null unless the booth's drop-in applies."""
+    units = _unit_dir(tmp_path)
+    drop_in = "edgescreen-edge@gait-booth.service.d"
+    shutil.copytree(ROOT / "systemd" / drop_in, units / drop_in)
+    shutil.copy(units / "edgescreen-edge@.service", units / "edgescreen-edge@gait-booth.service")
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(units / "edgescreen-edge@gait-booth.service")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    problems = [line for line in result.stderr.splitlines() if "edgescreen" in line and "subject-codes" in line]
+    assert result.returncode == 0 and not problems, result.stderr
+    text = (units / drop_in / "subject-codes.conf").read_text()
+    assert "StandardInput=tty-force" in text and "StandardOutput=journal" in text
+    tty = re.search(r"^TTYPath=(\S+)$", text, flags=re.M)
+    assert tty and f"DeviceAllow={tty.group(1)} rw" in text, "DevicePolicy=closed would refuse the tty"
+    profile = (ROOT / "firmware_config" / "profiles" / "gait-booth.yaml").read_text()
+    assert re.search(r'^\s+input: "-"', profile, flags=re.M), "the shipped booth profile reads standard input"
+
+    dest = tmp_path / "root"
+    env = {**os.environ, "DESTDIR": str(dest)}
+    subprocess.run([str(ROOT / "scripts" / "install.sh"), "--component", "device", "--no-venv"], check=True, env=env)
+    assert (dest / "etc/systemd/system" / drop_in / "subject-codes.conf").read_text() == text
+    subprocess.run([str(ROOT / "scripts" / "uninstall.sh")], check=True, env=env, capture_output=True)
+    assert not (dest / "etc/systemd/system" / drop_in).exists()
+
+
 @pytest.mark.parametrize("unit", SERVICES)
 def test_unit_exposure_is_ok_or_better(tmp_path: Path, unit: str) -> None:
     units = _unit_dir(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,17 @@ def test_codes_are_read_from_a_file_input(tmp_path: Path) -> None:
     assert codes.current() == subject_token("STU-777", SECRET)
     with pytest.raises(OSError, match=r"subject_codes\.input: cannot open"):
         SubjectCodes(SECRET).start_reader(str(tmp_path / "missing"))
+
+
+def test_an_input_that_ends_before_any_code_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What a booth sees under systemd without its console: standard input is /dev/null."""
+    codes = SubjectCodes(SECRET)
+    with caplog.at_level(logging.INFO, logger="edge.subject_code"):
+        codes.start_reader("/dev/null")
+        assert codes._thread is not None
+        codes._thread.join(5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no student codes will be read" in warnings[0] and "subject-codes.conf" in warnings[0]
 
 
 # -- silhouettes ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from collector.alerts.rules import RulesFile
 from collector.ingest_writer import WriterProcess, WriterSettings
 from collector.mqtt_client import BufferedClient
-from collector.mqtt_url import TlsFiles, parse_broker_url
+from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
@@ -131,10 +131,9 @@ class Ingestor:
         )
         if address.username:
             client.username_pw_set(address.username, address.password)
-        if address.tls:
-            client.tls_set_context(self.settings.tls.context())
-        elif self.settings.tls:
-            raise ValueError("--tls-ca, --tls-cert and --tls-key need an mqtts:// --broker")
+        context = client_tls(address, self.settings.tls)
+        if context is not None:
+            client.tls_set_context(context)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

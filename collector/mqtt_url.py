@@ -71,3 +71,12 @@ class TlsFiles:
                     f"--tls-cert {self.cert} / --tls-key {self.key}: cannot load the pair ({exc})"
                 ) from exc
         return context
+
+
+def client_tls(address: BrokerAddress, tls: TlsFiles) -> ssl.SSLContext | None:
+    """The TLS context for the broker (None for plain mqtt://); raises ValueError naming the option that is wrong."""
+    if not address.tls:
+        if tls:
+            raise ValueError("--tls-ca, --tls-cert and --tls-key need an mqtts:// --broker")
+        return None
+    return tls.context()

@@ -15,7 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from collector.ingest import Ingestor, IngestSettings
-from collector.mqtt_url import TlsFiles, parse_broker_url
+from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage import open_database
 from edge.sdnotify import Notifier
 
@@ -50,10 +50,8 @@ class CollectorService:
         if settings.workers > 1 and not settings.share_group:
             # Several ingest processes split the stream through a shared subscription of their own.
             settings = dataclasses.replace(settings, share_group=settings.client_id)
-        if parse_broker_url(settings.broker_url).tls:
-            settings.tls.context()  # a wrong TLS file stops the start here, before the database is touched
-        elif settings.tls:
-            raise ValueError("--tls-ca, --tls-cert and --tls-key need an mqtts:// --broker")
+        # A wrong TLS file stops the start here, before the database is touched.
+        client_tls(parse_broker_url(settings.broker_url), settings.tls)
         self._session_key: bytes | None = None
         if settings.http:
             from collector.web.server import parse_host_port

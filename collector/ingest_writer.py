@@ -240,10 +240,9 @@ class _Writer:
             except Exception as exc:
                 log.error("device registry update of %d devices failed: %s", len(batch.devices), exc)
         if self.engine is not None and new:
+            # The messages are stored by now: a failure here (an outage included) costs their evaluation only.
             try:
                 self.engine.on_stored(batch.facts(new))
-            except _RETRYABLE:
-                raise
             except Exception:
                 log.exception("alert rules failed on %d messages stored one by one", len(new))
                 self.alerts.clear()

@@ -141,6 +141,25 @@ def test_retention_deletes_only_what_is_older_than_the_cutoff(
     db.dispose()
 
 
+def test_retention_applies_to_the_collector_database_named_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The timer's unit reads /etc/edgescreen/collector.env, whose DB_URL names the collector's database."""
+    url = f"sqlite:///{tmp_path}/c.db"
+    db = open_database(url)
+    ids = _seed(db)
+    (tmp_path / "state").mkdir()
+    monkeypatch.setenv("DB_URL", url)
+    assert main(["maintenance", "--state-dir", str(tmp_path / "state"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["retention"]["deleted"]["scores"] == 1
+    with db.reader.connect() as conn:
+        assert [r[0] for r in conn.execute(select(schema.scores.c.message_id))] == [ids["recent"]]
+    db.dispose()
+    monkeypatch.delenv("DB_URL")
+    assert main(["maintenance", "--state-dir", str(tmp_path / "state"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["retention"] is None, "a device host has no collector database"
+
+
 def test_retention_refuses_a_zero_day_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "s").mkdir()
     url = f"sqlite:///{tmp_path}/c.db"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,11 @@ def register(groups: Groups) -> None:
     p.add_argument(
         "--state-dir", type=Path, required=True, help="folder holding outbox.sqlite or <profile>/outbox.sqlite"
     )
-    p.add_argument("--db", help="collector database (sqlite:///path or postgresql://…); retention is applied to it")
+    p.add_argument(
+        "--db",
+        help="collector database (sqlite:///path or postgresql://…); retention is applied to it "
+        "(default: $DB_URL, which /etc/edgescreen/collector.env sets on a collector host)",
+    )
     p.add_argument("--retain-days", type=int, default=365, help="keep scores and resolved alerts this long (365)")
     p.add_argument("--dead-letter-days", type=int, default=30, help="keep refused payloads this long (30)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -57,9 +62,11 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{r.path}: depth {r.depth}, dropped {r.dropped}, {state}")
     if not outboxes and not args.json:
         print(f"no outbox under {args.state_dir}")
-    if args.db:
+    # The timer's unit reads collector.env: on a collector host the retention applies without being asked for.
+    db_url = args.db or os.environ.get("DB_URL")
+    if db_url:
         try:
-            retention = apply_retention(args.db, args.retain_days, args.dead_letter_days)
+            retention = apply_retention(db_url, args.retain_days, args.dead_letter_days)
         except MaintenanceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from edge.wire import DeviceMessage, GaitScreening, HeadPoseWindow, Heartbeat, PostureWindow, Status
+from edge.wire import DeviceMessage, GaitScreening, HeadPoseWindow, Heartbeat, PostureWindow
 
 
 def flatten(message: DeviceMessage) -> dict[str, float]:
@@ -51,10 +49,3 @@ def flatten(message: DeviceMessage) -> dict[str, float]:
         out["outbox_dropped"] = float(message.outbox_dropped)
         out["frames_dropped"] = float(message.frames_dropped)
     return out
-
-
-def time_bounds(message: DeviceMessage) -> tuple[datetime, datetime]:
-    """The window a message covers; status and heartbeat are instants."""
-    if isinstance(message, Status | Heartbeat):
-        return message.at, message.at
-    return message.window_start, message.window_end

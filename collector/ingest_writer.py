@@ -5,7 +5,7 @@ them. Split this way, the Python work of receiving and the database work of stor
 instead of taking turns under one interpreter lock. The protocol over the pipe, in order:
 
     parent → writer   ("batch", batch_id, PreparedBatch) | ("stop",)
-    writer → parent   ("ready",) once, then per batch in the order sent ("done", batch_id, new row indexes,
+    writer → parent   per batch in the order sent ("done", batch_id, new row indexes,
                       seconds spent), each followed, when alert rules are configured and the batch opened or
                       resolved any, by ("alerts", [Alert, ...]) for the parent to deliver; and ("db_error", text)
                       for every failed attempt while the database is down
@@ -69,13 +69,6 @@ class WriterProcess:
         )
         self.process.start()
         child.close()  # the writer sees end-of-file once the parent's end is gone
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        if not self._conn.poll(timeout):
-            raise RuntimeError(f"collector writer process did not start within {timeout:.0f} s")
-        event = self._conn.recv()
-        if event != ("ready",):
-            raise RuntimeError(f"collector writer process sent {event!r} instead of ready")
 
     def send(self, batch_id: int, batch: PreparedBatch) -> None:
         self._conn.send(("batch", batch_id, batch))
@@ -141,7 +134,6 @@ class _Writer:
         return event
 
     def run(self) -> None:
-        self.conn.send(("ready",))
         while (event := self._next()) is not None and event[0] == "batch":
             _, batch_id, batch = event
             t0 = time.perf_counter()

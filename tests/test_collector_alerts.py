@@ -335,9 +335,9 @@ def test_writer_stores_alerts_with_the_scores_and_hands_them_back(tmp_path: Path
     positive = gait("school", "booth-1", 1, T0, predicted="positive", p=0.9)
     db, events = _writer_pass(tmp_path, [positive, gait("school", "booth-1", 2, T0, predicted="negative", p=0.9)])
     kinds = [e[0] for e in events]
-    assert kinds == ["ready", "done", "alerts"], events
-    assert events[1][2] == [0, 1]
-    (alert,) = events[2][1]
+    assert kinds == ["done", "alerts"], events
+    assert events[0][2] == [0, 1]
+    (alert,) = events[1][1]
     assert alert.rule == "gait_positive" and alert.device_id == "booth-1" and alert.state == "open"
     assert [str(a["alert_id"]) for a in alerts(db)] == [str(alert.alert_id)]
     db.dispose()
@@ -352,8 +352,8 @@ def test_writer_stores_the_batch_without_alerts_when_the_rules_fail(
     monkeypatch.setattr(AlertEngine, "_screening", broken)
     with caplog.at_level(logging.ERROR, logger="collector.ingest_writer"):
         db, events = _writer_pass(tmp_path, [gait("school", "booth-1", 1, T0, predicted="positive", p=0.9)])
-    assert [e[0] for e in events] == ["ready", "done"], "no alerts handed back from a rolled-back evaluation"
-    assert events[1][2] == [0]
+    assert [e[0] for e in events] == ["done"], "no alerts handed back from a rolled-back evaluation"
+    assert events[0][2] == [0]
     with db.reader.connect() as conn:
         assert conn.execute(select(func.count()).select_from(schema.scores)).scalar_one() == 1
     assert alerts(db) == []

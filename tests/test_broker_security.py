@@ -9,7 +9,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ from edge.wire import encode, topic_for
 from edgescreen.broker_files import install_broker_files
 from edgescreen.provision import SitePKI, write_acl
 from tests.support.broker import MosquittoBroker
+from tests.support.collector import collector_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CONF = ROOT / "firmware_config" / "mosquitto" / "edgescreen.conf"
@@ -206,8 +206,7 @@ def _wait(cond: object, timeout: float = 5.0) -> None:
 
 
 def _collector_cmd(tmp_path: Path, broker_url: str, *tls: str) -> list[str]:
-    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker_url]
-    return [*cmd, "--db", f"sqlite:///{tmp_path}/c.db", "--client-id", f"c1-{tmp_path.name}", *tls]
+    return collector_cmd(broker_url, f"sqlite:///{tmp_path}/c.db", f"c1-{tmp_path.name}", *tls)
 
 
 def test_collector_with_its_certificate_stores_what_a_device_publishes(

@@ -14,6 +14,7 @@ import pytest
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
 from edge.wire import DeviceMessage, encode, topic_for
 from tests.support.broker import MosquittoBroker, free_port, wait_for_port
+from tests.support.collector import collector_cmd
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
@@ -43,8 +44,7 @@ def collector(tmp_path: Path, broker: MosquittoBroker) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "collector.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url,
-         "--rules", str(rules), "--http", f"127.0.0.1:{port}", "--client-id", "browser-test"],
+        collector_cmd(broker.url, db_url, "browser-test", "--rules", str(rules), "--http", f"127.0.0.1:{port}"),
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
 from edge.wire import MAX_PAYLOAD_BYTES, GaitScreening, decode
 from tests.support.broker import MosquittoBroker, free_port
+from tests.support.collector import collector_cmd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,8 +212,7 @@ def test_broker_restart_loses_nothing(
 def _start_collector(
     broker: MosquittoBroker, db_url: str, log: Path, rules: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
-    cmd += ["--client-id", "collector-killed", "--batch", "200"]
+    cmd = collector_cmd(broker.url, db_url, "collector-killed", "--batch", "200")
     cmd += ["--rules", str(rules)] if rules else []
     return subprocess.Popen(cmd, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -288,8 +287,7 @@ def test_sigterm_to_the_whole_service_stops_it_cleanly_and_a_restart_stores_the_
     db_url = f"sqlite:///{tmp_path}/c.db"
     db = open_database(db_url)
     log = tmp_path / "collector.log"
-    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
-    cmd += ["--client-id", "collector-group", "--batch", "200", "--http", f"127.0.0.1:{free_port()}"]
+    cmd = collector_cmd(broker.url, db_url, "collector-group", "--batch", "200", "--http", f"127.0.0.1:{free_port()}")
     messages = mixed_stream("site-t", "dev-1", 1500, seed=40)
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=out, start_new_session=True)
@@ -339,9 +337,9 @@ def test_collector_with_two_ingest_processes_stores_each_message_once(tmp_path: 
     db_url = f"sqlite:///{tmp_path}/c.db"
     db = open_database(db_url)
     log = tmp_path / "collector.log"
-    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
     out = log.open("ab")
-    proc = subprocess.Popen([*cmd, "--client-id", "multi", "--workers", "2"], cwd=REPO, stdout=out, stderr=out)
+    cmd = collector_cmd(broker.url, db_url, "multi", "--workers", "2")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=out)
     try:
         subscribed = lambda: log.read_text().count("subscribed to") >= 2  # noqa: E731
         wait_until(subscribed, timeout=60, what=f"both ingest processes ({log})")
@@ -578,8 +576,7 @@ def test_collector_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(30)
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
-    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url]
-    cmd += ["--db", f"sqlite:///{tmp_path}/c.db", "--client-id", "collector-systemd"]
+    cmd = collector_cmd(broker.url, f"sqlite:///{tmp_path}/c.db", "collector-systemd")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     notes: list[str] = []
     try:

@@ -7,7 +7,6 @@ import json
 import math
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
 from edge.wire import MAX_PAYLOAD_BYTES, WireError, decode
 from tests.support.broker import MosquittoBroker
+from tests.support.collector import collector_cmd
 
 REPO = Path(__file__).resolve().parents[1]
 REASONS = {"oversized", "encoding", "malformed_json", "unknown_version", "invalid", "wrong_topic"}
@@ -208,10 +208,8 @@ def test_running_collector_refuses_hostile_payloads_counts_them_and_stores_the_n
     db_url = f"sqlite:///{tmp_path}/c.db"
     db = open_database(db_url)
     log = tmp_path / "collector.log"
-    cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", broker.url, "--db", db_url]
-    proc = subprocess.Popen(
-        [*cmd, "--client-id", "collector-faults"], cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
+    cmd = collector_cmd(broker.url, db_url, "collector-faults")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     try:
         _wait_until(lambda: "subscribed to" in log.read_text(), 30, f"collector start ({log})")
         rng = random.Random(8)

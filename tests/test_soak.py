@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from collector.storage import Database, open_database, schema
 from tests.support.broker import MosquittoBroker
+from tests.support.collector import collector_cmd
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = "soak-site"
@@ -118,8 +119,7 @@ class Soak:
         self.procs[name] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def start_collector(self) -> None:
-        cmd = [sys.executable, "-m", "edgescreen", "collector", "run", "--broker", self.broker.url]
-        self._spawn("collector", [*cmd, "--db", self.db_url, "--client-id", "soak-collector", "--batch", "500"])
+        self._spawn("collector", collector_cmd(self.broker.url, self.db_url, "soak-collector", "--batch", "500"))
 
     def wait_subscribed(self, timeout: float = 60.0) -> None:
         """Until the collector's first subscription the broker has no session to keep messages in."""

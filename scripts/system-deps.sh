@@ -9,9 +9,9 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # Headless OpenGL for the avatar renderer (moderngl on EGL; Mesa's llvmpipe where there is no GPU).
-ldconfig -p 2>/dev/null | grep -q 'libEGL\.so\.1 ' || need+=(libegl1)
-ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa\.so\.0 ' || need+=(libegl-mesa0)
-dpkg -s libgl1-mesa-dri >/dev/null 2>&1 || need+=(libgl1-mesa-dri)
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 # Real photos the avatar scenes use as backgrounds.
 [ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
 if [ ${#need[@]} -eq 0 ]; then

@@ -36,7 +36,7 @@ lint: venv  ## ruff on the whole tree
 	$(BIN)/ruff format --check .
 
 typecheck: venv  ## mypy on the whole tree
-	$(BIN)/mypy edgescreen edge collector training export tests benchmarks
+	$(BIN)/mypy contract edgescreen edge collector training export tests benchmarks
 
 test: system-deps venv models lint typecheck  ## what a pull request must pass
 	$(BIN)/pytest -m "not slow and not gpu" $(PYTEST_ARGS)

@@ -207,8 +207,8 @@ def gait_result_latency(
     from quantization import sconet_fp32  # the sibling benchmark script (this folder is on sys.path)
 
     from edge.roles.base import EmitContext
-    from edge.roles.gait import GaitAnalyzer
-    from edge.roles.gait_config import GaitConfig
+    from edge.roles.gait.analyzer import GaitAnalyzer
+    from edge.roles.gait.config import GaitConfig
     from training.synth.walkthrough import render_walkthrough
 
     with tempfile.TemporaryDirectory(prefix="edgescreen-bench-gait-") as tmp:

@@ -2,7 +2,7 @@
 
 Seated subjects from the synthetic body generator (`sample_posture(rng, "cervical")`: head pose and shift spread
 over a cervical-dystonia-like range) in front of a camera 0.9-1.2 m away. The station's per-frame metrics
-(`edge.roles.headpose_metrics.compute_headpose`, keypoint path: no face mesh) run on what a pose estimator
+(`edge.roles.headpose.metrics.compute_headpose`, keypoint path: no face mesh) run on what a pose estimator
 would report: image keypoints with the generator's estimator noise, dropout and visibility, and world
 landmarks with Gaussian noise (0.5 cm across, 1.5 cm in depth). Truth is the generator's head orientation
 and shift relative to the trunk. Prints a markdown table of MAE and Pearson r per measure. Synthetic figures:
@@ -21,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.perception.landmarks import NUM_LANDMARKS  # noqa: E402
+from contract.landmarks import NUM_LANDMARKS  # noqa: E402
 from edge.perception.types import Person  # noqa: E402
-from edge.roles.headpose_metrics import compute_headpose  # noqa: E402
+from edge.roles.headpose.metrics import compute_headpose  # noqa: E402
 from training.synth.body import J, head_orientation, pose_body, sample_anthropometry  # noqa: E402
 from training.synth.camera import view_camera  # noqa: E402
 from training.synth.posture import sample_posture  # noqa: E402

@@ -68,7 +68,7 @@ def sconet_fp32(folder: Path, checkpoint: Path | None) -> tuple[Path, str]:
     import torch
 
     from export.onnx_export import export_checkpoint, export_module
-    from training.labels import GAIT_LABELS
+    from contract.labels import GAIT_LABELS
 
     out = folder / "sconet_mt.onnx"
     if checkpoint is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.wire import DeviceMessage, GaitScreening, HeadPoseWindow, Heartbeat, PostureWindow
+from contract.wire import DeviceMessage, GaitScreening, HeadPoseWindow, Heartbeat, PostureWindow
 
 
 def flatten(message: DeviceMessage) -> dict[str, float]:

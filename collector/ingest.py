@@ -5,7 +5,7 @@ message has committed. While the database is down nothing is acknowledged, the b
 messages (persistent session), and the writer retries the same batch with backoff.
 
 Three parts share the work: paho's network thread queues each PUBLISH; the prepare thread validates it
-(`edge.wire.decode`) and builds its rows (`BatchBuilder`); a writer process (collector/ingest_writer.py)
+(`contract.wire.decode`) and builds its rows (`BatchBuilder`); a writer process (collector/ingest_writer.py)
 stores each batch. The prepare thread builds the next batch while the writer stores the previous one, and
 the events thread acknowledges a batch when the writer reports its commit.
 """
@@ -33,7 +33,7 @@ from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
-from edge.wire import TOPIC_ROOT, Alert, WireError, decode
+from contract.wire import TOPIC_ROOT, Alert, WireError, decode
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from collector.alerts.rules import RulesFile
 from collector.storage.engine import Database, open_database
 from collector.storage.writes import PreparedBatch, Rejected, write_prepared
 from collector.timeutil import utcnow_naive
-from edge.wire import TOPIC_ROOT, Alert
+from contract.wire import TOPIC_ROOT, Alert
 
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from collector.ingest import Ingestor, IngestSettings
 from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage import open_database
-from edge.sdnotify import Notifier
+from contract.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine
     from collector.web.server import WebServer
-    from edge.wire import Alert
+    from contract.wire import Alert
 
 log = logging.getLogger(__name__)
 

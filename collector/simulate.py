@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.mqtt_url import parse_broker_url
-from edge.wire import (
+from contract.wire import (
     GaitMeasure,
     GaitScreening,
     HeadPoseStats,

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 from edge.model_store import default_model_dir
 
 log = logging.getLogger(__name__)

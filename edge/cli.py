@@ -13,6 +13,7 @@ _COMMANDS = (
     "edge.commands.bundle",  # models install
     "edge.commands.pose",  # pose IMAGE
     "edge.commands.runtime",  # edge run | check
+    "edge.commands.engine",  # engine build
 )
 
 

@@ -30,10 +30,10 @@ from pydantic import (
 )
 
 from edge.perception.pipeline import PerceptionConfig
-from edge.roles.gait_config import GaitConfig
-from edge.roles.headpose_config import HeadPoseConfig
-from edge.roles.posture_config import PostureConfig
-from edge.wire import Identifier
+from edge.roles.gait.config import GaitConfig
+from edge.roles.headpose.config import HeadPoseConfig
+from edge.roles.posture.config import PostureConfig
+from contract.wire import Identifier
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 STATE_DIR_ENV = "EDGESCREEN_STATE_DIR"

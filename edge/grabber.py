@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from edge.sources.base import CorruptFrame, Frame, FrameSource, SourceError
 from edge.sources.factory import make_source
-from edge.wire import CameraState
+from contract.wire import CameraState
 
 if TYPE_CHECKING:
     from edge.config import CameraConfig

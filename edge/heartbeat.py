@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.wire import CameraState, Heartbeat, ModelRef, utcnow
+from contract.wire import CameraState, Heartbeat, ModelRef, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from edge.hashing import sha256_file as file_sha256
-from edge.wire import ModelRef
+from contract.hashing import sha256_file as file_sha256
+from contract.wire import ModelRef
 
 MODEL_DIR_ENV = "EDGESCREEN_MODEL_DIR"
 MANIFEST_NAME = "manifest.json"

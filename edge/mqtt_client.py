@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from edge.config import BrokerConfig, SecretError, secret_path
 from edge.outbox import Outbox
-from edge.wire import Status, encode, topic_for, utcnow
+from contract.wire import Status, encode, topic_for, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import NUM_LANDMARKS
+from contract.landmarks import NUM_LANDMARKS
 from edge.perception.types import FrameResult, HeadPose, Person
 
 FORMAT = "edgescreen-replay"

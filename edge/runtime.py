@@ -26,8 +26,8 @@ from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext, Image, RoleAnalyzer, ScoreMessage
 from edge.roles.registry import analyzer_class, create_analyzer
-from edge.sdnotify import Notifier
-from edge.wire import CameraState, ModelRef, encode, topic_for
+from contract.sdnotify import Notifier
+from contract.wire import CameraState, ModelRef, encode, topic_for
 
 log = logging.getLogger(__name__)
 

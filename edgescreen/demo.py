@@ -115,7 +115,7 @@ class Printer:
             raise DemoError(f"could not subscribe at {url}")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        from edge.wire import WireError, decode
+        from contract.wire import WireError, decode
 
         try:
             message = decode(bytes(msg.payload), msg.topic)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge.wire import TOPIC_ROOT
+from contract.wire import TOPIC_ROOT
 
 log = logging.getLogger(__name__)
 

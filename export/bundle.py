@@ -26,7 +26,7 @@ from edge.bundles import (
     key_id,
     load_private_key,
 )
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
 _COMMANDS = (
     "export.commands.fetch",  # models fetch
     "export.commands.chain",  # export onnx | quantize | fp16 | verify | bundle
-    "export.commands.engine",  # engine build
 )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnx
 
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 from export.calibration import perception_name
 from export.quantize import QuantizationError
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 from export.calibration import ArrayReader, calibration_batches, describe, parse_data
 
 log = logging.getLogger(__name__)

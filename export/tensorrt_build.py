@@ -27,7 +27,7 @@ from edge.backends.engine_cache import (
     lookup,
     write_sidecar,
 )
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 from export.calibration import ModelInfo, describe, parse_data, perception_inputs, task_samples
 
 log = logging.getLogger(__name__)
@@ -422,7 +422,7 @@ def _task_parity(
     samples: int | None,
     budget: Budget,
 ) -> tuple[str, dict[str, float], list[dict[str, Any]], int]:
-    from training.labels import TASK_KINDS
+    from contract.labels import TASK_KINDS
 
     data = task_samples(info, spec, seed, samples)
     if data.targets is None:

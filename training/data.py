@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.labels import FLEXION_LABELS, GAIT_LABELS, POSTURE_LABELS, XRAY_LABELS, check_task, class_names
+from contract.labels import FLEXION_LABELS, GAIT_LABELS, POSTURE_LABELS, XRAY_LABELS, check_task, class_names
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -217,6 +217,6 @@ def _from_path(task: str, path: Path, image_size: int) -> TaskData:
 
 
 def _label_dict(task: str) -> dict[str, int]:
-    from training.labels import label_map
+    from contract.labels import label_map
 
     return label_map(task)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from training.labels import class_names
+from contract.labels import class_names
 
 CLINICAL_NOTE = (
     "Figures from synthetic data measure whether the pipeline learns the generator's rules; "

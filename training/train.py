@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from training.checkpoint import save_checkpoint
 from training.cv import grouped_split, grouped_stratified_folds
-from training.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, TaskName, check_task, class_names
+from contract.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, TaskName, check_task, class_names
 from training.metrics import classification_metrics, regression_metrics
 from training.models.inputs import Prepared, label_dict, prepare
 from training.models.registry import IMAGE_ARCHS, build_model, check_arch, default_arch
@@ -35,7 +35,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: TaskName = Field(description="task to train (see training.labels.TASKS)")
+    task: TaskName = Field(description="task to train (see contract.labels.TASKS)")
     data: str = Field(description="'synthetic[:N]' or a path readable by training.data.load_task_data")
     arch: str | None = Field(default=None, description="architecture (default: the task's first)")
     folds: int = Field(default=4, ge=2, description="number of subject-grouped stratified folds")

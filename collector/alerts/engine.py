@@ -26,7 +26,7 @@ from collector.storage import schema
 from collector.storage.engine import Database
 from collector.storage.writes import Facts
 from collector.timeutil import to_aware_utc, utcnow_naive
-from edge.wire import Alert
+from contract.wire import Alert
 
 log = logging.getLogger(__name__)
 HealthRule = FpsBelowRule | OutboxGrowingRule | DroppedScoresRule

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 import paho.mqtt.client as mqtt
 
 from collector.alerts.rules import NotifyConfig, SmtpConfig, WebhookConfig
-from edge.wire import Alert, alerts_topic, encode
+from contract.wire import Alert, alerts_topic, encode
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-EdgeScreen-Signature"

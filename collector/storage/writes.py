@@ -20,7 +20,7 @@ from collector.flatten import flatten
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import to_naive_utc
-from edge.wire import DeviceMessage, GaitScreening, Heartbeat, Status
+from contract.wire import DeviceMessage, GaitScreening, Heartbeat, Status
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
 

@@ -19,7 +19,7 @@ import tensorrt as trt
 
 from edge.backends.base import Backend, BackendConfig, BackendError, TensorSpec, register
 from edge.backends.engine_cache import EngineKey, default_cache_dir, lookup
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge.config import ProfileError, SecretError
     from edge.replay import ReplayError
     from edge.runtime import ReplayResults, RunLimits, build_runtime
-    from edge.sdnotify import Notifier
+    from contract.sdnotify import Notifier
 
     try:
         profile = load_with_overrides(args)

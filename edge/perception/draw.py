@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import POSE_CONNECTIONS
+from contract.landmarks import POSE_CONNECTIONS
 from edge.perception.types import Person
 
 _LEFT = (0, 160, 255)  # BGR: subject's left side in orange

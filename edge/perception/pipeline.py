@@ -25,13 +25,13 @@ from edge.model_store import ModelStore, ModelStoreError, file_sha256
 from edge.perception.face_detector import FaceDetector
 from edge.perception.face_landmarker import FaceLandmarker, FaceLandmarks
 from edge.perception.head_pose import HeadPoseEstimator
-from edge.perception.landmarks import NUM_LANDMARKS, Landmark
+from contract.landmarks import NUM_LANDMARKS, Landmark
 from edge.perception.pose_detector import PoseDetector, detection_to_roi
 from edge.perception.pose_landmarker import PoseLandmarker, PoseLandmarks, roi_from_auxiliary
 from edge.perception.roi import RotatedRect, rect_from_box
 from edge.perception.smoothing import LandmarkSmoother
 from edge.perception.types import FrameResult, Person
-from edge.wire import ModelRef
+from contract.wire import ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.perception.types import FrameResult
-from edge.wire import GaitScreening, HeadPoseWindow, ModelRef, PostureWindow
+from contract.wire import GaitScreening, HeadPoseWindow, ModelRef, PostureWindow
 
 ScoreMessage = PostureWindow | GaitScreening | HeadPoseWindow
 Image = npt.NDArray[np.uint8]  # a BGR frame

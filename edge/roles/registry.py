@@ -12,9 +12,9 @@ from edge.roles.base import EmitContext, RoleAnalyzer
 
 # role -> "module:Class"
 ROLE_ANALYZERS: dict[str, str] = {
-    "posture": "edge.roles.posture:PostureAnalyzer",
-    "gait": "edge.roles.gait:GaitAnalyzer",
-    "headpose": "edge.roles.headpose:HeadPoseAnalyzer",
+    "posture": "edge.roles.posture.analyzer:PostureAnalyzer",
+    "gait": "edge.roles.gait.analyzer:GaitAnalyzer",
+    "headpose": "edge.roles.headpose.analyzer:HeadPoseAnalyzer",
 }
 
 

@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from edge.roles.posture_config import BandThresholds
-from edge.wire import utcnow
+from edge.roles.posture.config import BandThresholds
+from contract.wire import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from collector.simulate import Publisher, gait, headpose, heartbeat, posture, st
 from collector.storage import Database, open_database, schema
 from collector.storage.writes import BatchBuilder
 from collector.timeutil import utcnow_naive
-from edge.wire import Alert, DeviceMessage, Heartbeat, Status, encode, topic_for
+from contract.wire import Alert, DeviceMessage, Heartbeat, Status, encode, topic_for
 from tests.support.broker import MosquittoBroker
 from tests.support.http_sink import HttpSink
 from tests.support.smtp_server import SmtpServer
@@ -228,7 +228,7 @@ def test_rules_file_errors_name_the_key_and_suggest() -> None:
         parse_rules("rules: [{name: x, type: threshold, kind: posture, metric: m, above: 1, min_duration_minute: 3}]")
     with pytest.raises(RulesError, match="clear_below"):
         parse_rules("rules: [{name: x, type: threshold, kind: posture, metric: m, above: 1, clear_below: 2}]")
-    example = Path(__file__).resolve().parents[1] / "firmware_config" / "alert-rules.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "firmware_config" / "alert-rules.example.yaml"
     rules = parse_rules(example.read_text())
     assert {"gait_positive", "head_rotation_severe", "forward_head_sustained"} <= {r.name for r in rules.rules}
 

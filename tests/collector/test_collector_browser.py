@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.simulate import Publisher, gait, headpose, heartbeat, posture, status
-from edge.wire import DeviceMessage, encode, topic_for
+from contract.wire import DeviceMessage, encode, topic_for
 from tests.support.broker import MosquittoBroker, free_port, wait_for_port
 from tests.support.collector import collector_cmd
 
@@ -24,7 +24,7 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.browser
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 
 

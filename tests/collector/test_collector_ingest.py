@@ -22,11 +22,11 @@ from sqlalchemy import func, select
 from collector.ingest import Ingestor, IngestSettings
 from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
-from edge.wire import MAX_PAYLOAD_BYTES, GaitScreening, decode
+from contract.wire import MAX_PAYLOAD_BYTES, GaitScreening, decode
 from tests.support.broker import MosquittoBroker, free_port
 from tests.support.collector import collector_cmd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

@@ -21,7 +21,7 @@ from collector.timeutil import utcnow_naive
 from collector.users import add_user
 from collector.web.app import create_app
 from collector.web.suppression import suppress, to_csv_rows
-from edge.wire import DeviceMessage
+from contract.wire import DeviceMessage
 from tests.support.storage import store_batch
 
 PASSWORD = "correct horse battery"

@@ -22,11 +22,11 @@ from sqlalchemy import func, select
 
 from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
-from edge.wire import MAX_PAYLOAD_BYTES, WireError, decode
+from contract.wire import MAX_PAYLOAD_BYTES, WireError, decode
 from tests.support.broker import MosquittoBroker
 from tests.support.collector import collector_cmd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REASONS = {"oversized", "encoding", "malformed_json", "unknown_version", "invalid", "wrong_topic"}
 SAMPLES = mixed_stream("school-f", "booth-9", 12, seed=7)  # one of every kind, valid, with their topics
 

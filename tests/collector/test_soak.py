@@ -31,7 +31,7 @@ from collector.storage import Database, open_database, schema
 from tests.support.broker import MosquittoBroker
 from tests.support.collector import collector_cmd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SITE = "soak-site"
 DEVICES = 50
 KILLED_DEVICE = f"dev-{DEVICES - 1:02d}"
@@ -52,7 +52,7 @@ def _device_loop(args: argparse.Namespace, device: str, stop: threading.Event) -
     from edge.config import BrokerConfig
     from edge.mqtt_client import MqttPublisher
     from edge.outbox import Outbox
-    from edge.wire import encode, topic_for
+    from contract.wire import encode, topic_for
 
     box = Outbox(state / device / "outbox.sqlite")
     config = BrokerConfig(url=broker_url, reconnect_min_s=0.5, reconnect_max_s=2.0, keepalive_s=10)
@@ -190,7 +190,7 @@ def _stored_posture(db: Database) -> list[str]:
 def _unevenly_flattened(db: Database) -> list[str]:
     """Messages whose stored metric rows differ from one flattening of their payload (a replay stored twice)."""
     from collector.flatten import flatten
-    from edge.wire import decode
+    from contract.wire import decode
 
     with db.reader.connect() as conn:
         counts: dict[str, int] = {

@@ -29,7 +29,7 @@ from edge.bundles import (
 from edgescreen.cli import main
 from export.bundle import build_bundle, generate_keypair
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_model(path: Path, scale: float) -> Path:

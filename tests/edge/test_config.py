@@ -10,7 +10,7 @@ import yaml
 
 from edge.config import ProfileError, SecretError, load_profile, read_secret, secret_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "firmware_config" / "profiles"
 
 

@@ -27,11 +27,11 @@ from paho.mqtt.properties import Properties
 from edge.config import BrokerConfig
 from edge.mqtt_client import MqttPublisher, check_broker
 from edge.outbox import Outbox
-from edge.wire import PostureWindow, Status, WindowStats, decode, encode, topic_for
+from contract.wire import PostureWindow, Status, WindowStats, decode, encode, topic_for
 from tests.support.broker import MosquittoBroker
 from tests.support.certs import CertPair, TestCA
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE, DEVICE = "site-1", "dev-1"
 
 

@@ -23,12 +23,12 @@ import pytest
 import yaml
 
 from edge.outbox import Outbox
-from edge.wire import PostureWindow, Status, decode
+from contract.wire import PostureWindow, Status, decode
 from edgescreen.clips import make_posture_clip
 from tests.support.broker import MosquittoBroker, free_port
 from tests.test_delivery import Subscriber
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE, DEVICE = "e2e-site", "e2e-desk"
 TILT_DEG = 12.0
 FPS = 10

@@ -31,7 +31,7 @@ from tests.support.broker import MosquittoBroker
 from tests.test_bundles import _bundle, _run
 from tests.test_edge_e2e import _profile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "firmware_config/profiles/office-posture.yaml"
 
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.wire import GaitScreening
+from contract.wire import GaitScreening
 from edgescreen.clips import BACKGROUND, astronaut_bgr, make_empty_clip
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"
 SIZE = (640, 480)
 FPS = 10.0

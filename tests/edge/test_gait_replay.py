@@ -19,12 +19,12 @@ import numpy as np
 from edge.perception.types import FrameResult
 from edge.replay import write_replay
 from edge.subject_code import subject_token
-from edge.wire import GaitScreening
+from contract.wire import GaitScreening
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber
 from training.synth.walkthrough import render_walkthrough
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"
 SECRET = b"site-secret-for-tests-0123456789"
 CODE = "STUDENT-0042"

@@ -12,12 +12,12 @@ import pytest
 
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext
-from edge.roles.gait import GaitAnalyzer
-from edge.roles.gait_config import GaitConfig
-from edge.roles.gait_silhouette import SIL_HEIGHT, SIL_WIDTH, model_input, silhouette_from_mask
-from edge.roles.gait_walk import WalkDetector, WalkFrame
+from edge.roles.gait.analyzer import GaitAnalyzer
+from edge.roles.gait.config import GaitConfig
+from edge.roles.gait.silhouette import SIL_HEIGHT, SIL_WIDTH, model_input, silhouette_from_mask
+from edge.roles.gait.walk import WalkDetector, WalkFrame
 from edge.subject_code import SubjectCodes, subject_token
-from edge.wire import GaitScreening, encode
+from contract.wire import GaitScreening, encode
 from training.synth.walkthrough import render_walkthrough
 
 SECRET = b"north-school-secret"
@@ -125,7 +125,7 @@ def _run(analyzer: GaitAnalyzer, frames: list[FrameResult]) -> list[GaitScreenin
 def sconet_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch")
     from export.onnx_export import export_module
-    from training.labels import GAIT_LABELS
+    from contract.labels import GAIT_LABELS
     from training.models.sconet import sconet_mt
 
     torch.set_num_threads(1)

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from edge.roles.base import EmitContext
-from edge.roles.headpose import HeadPoseAnalyzer
-from edge.roles.headpose_config import HeadPoseConfig
-from edge.wire import HeadPoseWindow
+from edge.roles.headpose.analyzer import HeadPoseAnalyzer
+from edge.roles.headpose.config import HeadPoseConfig
+from contract.wire import HeadPoseWindow
 from edgescreen.clips import make_posture_clip
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_head_roll_follows_the_photo_rotation_with_real_perception(tmp_path: Path, model_dir: Path) -> None:

@@ -29,15 +29,15 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from edge.perception.landmarks import NUM_LANDMARKS
-from edge.perception.landmarks import Landmark as Lm
+from contract.landmarks import NUM_LANDMARKS
+from contract.landmarks import Landmark as Lm
 from edge.perception.types import FrameResult, Person
 from edge.replay import write_replay
 from edge.roles.base import EmitContext
-from edge.roles.headpose import HeadPoseAnalyzer
-from edge.roles.headpose_config import HEADPOSE_METRICS, HeadPoseConfig
-from edge.roles.headpose_shift_model import CropBox, HeadShiftModel, ShiftModelError, crop_box, model_input
-from edge.wire import HeadPoseWindow, ModelRef, decode, encode
+from edge.roles.headpose.analyzer import HeadPoseAnalyzer
+from edge.roles.headpose.config import HEADPOSE_METRICS, HeadPoseConfig
+from edge.roles.headpose.shift_model import CropBox, HeadShiftModel, ShiftModelError, crop_box, model_input
+from contract.wire import HeadPoseWindow, ModelRef, decode, encode
 from edgescreen.clips import make_posture_clip
 from export.onnx_export import export_checkpoint
 from tests.support.broker import MosquittoBroker
@@ -50,7 +50,7 @@ from training.synth.render import render_person_image
 from training.synth.tasks import _seated
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # the framing documented in docs/metrics.md ("Head-shift regressor"), written out here on purpose
 SIDE_PER_SHOULDER, UP_PER_SHOULDER = 2.36, 0.256
 HEAD_WIDTH_CM = 15.0

@@ -60,7 +60,7 @@ def test_restart_after_kill_keeps_pending_and_sequence(tmp_path: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], check=False)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=False)
     assert proc.returncode == -9
     with Outbox(path, max_messages=1000) as box:
         assert [m.payload for m in box.pending()] == [b"%d" % i for i in range(1, 20)]

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.backends.base import BackendConfig
-from edge.perception.landmarks import Landmark as L  # noqa: N817
+from contract.landmarks import Landmark as L  # noqa: N817
 from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from tests.test_perception_pipeline import astronaut
 

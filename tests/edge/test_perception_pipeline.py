@@ -13,7 +13,7 @@ from matplotlib import cbook
 from skimage import data
 
 from edge.backends.base import BackendConfig
-from edge.perception.landmarks import Landmark as L  # noqa: N817
+from contract.landmarks import Landmark as L  # noqa: N817
 from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from edge.perception.types import Person
 

@@ -19,10 +19,10 @@ from onnx import TensorProto, helper
 
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext
-from edge.roles.posture import PostureAnalyzer
-from edge.roles.posture_config import POSTURE_METRICS, PostureConfig
+from edge.roles.posture.analyzer import PostureAnalyzer
+from edge.roles.posture.config import POSTURE_METRICS, PostureConfig
 from edge.roles.registry import create_analyzer
-from edge.wire import ModelRef, PostureWindow, decode, encode, topic_for
+from contract.wire import ModelRef, PostureWindow, decode, encode, topic_for
 from tests.test_posture_metrics import synthetic_person
 
 SITE, DEVICE = "site-a", "desk-7"

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.perception.landmarks import Landmark
+from contract.landmarks import Landmark
 from edge.perception.types import FrameResult, HeadPose, Person
 from edge.replay import ReplayError, read_replay, write_replay
 from training.synth.walkthrough import booth_camera, render_walkthrough, scenario_walkers, write_walkthroughs

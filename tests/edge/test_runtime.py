@@ -25,8 +25,8 @@ from edge.outbox import Outbox
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.runtime import CameraHealth, EdgeRuntime, RunLimits
-from edge.sdnotify import Notifier
-from edge.wire import Heartbeat, PostureWindow, Status, WindowStats
+from contract.sdnotify import Notifier
+from contract.wire import Heartbeat, PostureWindow, Status, WindowStats
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber
 

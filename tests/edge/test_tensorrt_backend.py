@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge import wire
+from contract import wire
 from edge.backends.base import BackendConfig, BackendError, BackendUnavailable
 from edge.backends.selection import choose_backend, load_model
 

@@ -1,6 +1,6 @@
 """`edgescreen engine build --profile P` (what edgescreen-engine@.service runs): the paths that need no GPU.
 
-TensorRT cannot run here; where a build must happen, the recording fake of tests/test_tensorrt_build.py
+TensorRT cannot run here; where a build must happen, the recording fake of tests/export/test_tensorrt_build.py
 stands in for the tensorrt module (the real builder code runs around it).
 """
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from edge.backends.engine_cache import EngineKey, lookup
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 from edgescreen.cli import main
 from export import tensorrt_build
 from tests.test_tensorrt_build import FakeTensorRT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _profile(tmp_path: Path, backend: str, face: bool = True) -> Path:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from export.onnx_export import ExportError, export_module
-from training.labels import GAIT_LABELS, XRAY_LABELS
+from contract.labels import GAIT_LABELS, XRAY_LABELS
 from training.models.resnet import resnet34
 
 torch.set_num_threads(1)
@@ -160,7 +160,7 @@ def test_export_command_from_a_real_checkpoint(tmp_path: Path, capsys: pytest.Ca
 
     pytest.importorskip("training.checkpoint", reason="training checkpoints not in this tree")
     pytest.importorskip("training.data", reason="training data loaders not in this tree")
-    from edge.hashing import sha256_file
+    from contract.hashing import sha256_file
 
     ckpt = _checkpoint(tmp_path)
     out = tmp_path / "gait.onnx"

@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.backends.engine_cache import EngineKey, engine_path, lookup
-from edge.hashing import sha256_file
+from contract.hashing import sha256_file
 from edgescreen.cli import main
 from export.tensorrt_build import (
     EngineBuildError,

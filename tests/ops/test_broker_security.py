@@ -23,13 +23,13 @@ from sqlalchemy import select
 
 from collector.simulate import posture
 from collector.storage import Database, open_database, schema
-from edge.wire import encode, topic_for
+from contract.wire import encode, topic_for
 from edgescreen.broker_files import install_broker_files
 from edgescreen.provision import SitePKI, write_acl
 from tests.support.broker import MosquittoBroker
 from tests.support.collector import collector_cmd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = ROOT / "firmware_config" / "mosquitto" / "edgescreen.conf"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNITS = sorted(p.name for p in (ROOT / "systemd").iterdir() if p.suffix in {".service", ".timer"})
 SERVICES = [u for u in UNITS if u.endswith(".service")]
 EXPOSURE_LIMIT = 4.0  # systemd-analyze security: "OK" or better

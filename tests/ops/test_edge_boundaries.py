@@ -11,7 +11,7 @@ from pathlib import Path
 
 import edge
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Modules whose whole purpose is an optional SDK: imported by name only when a profile asks for them.
 SDK_MODULES = {"edge.backends.tensorrt_backend", "edge.sources.picamera2_source"}
 FORBIDDEN = ("torch", "collector", "export", "training", "tensorrt", "pycuda", "picamera2", "fastapi", "sqlalchemy")

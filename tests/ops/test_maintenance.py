@@ -16,7 +16,7 @@ from collector.storage import Database, open_database, schema
 from collector.storage.writes import Rejected
 from collector.timeutil import utcnow_naive
 from edge.outbox import Outbox
-from edge.wire import topic_for
+from contract.wire import topic_for
 from edgescreen import maintenance
 from edgescreen.cli import main
 from tests.support.storage import store_batch

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected, write_prepared
 from collector.timeutil import utcnow_naive
-from edge.wire import DeviceMessage, encode
+from contract.wire import DeviceMessage, encode
 
 
 def store_batch(

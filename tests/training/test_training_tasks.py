@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from training.labels import FLEXION_LABELS, POSTURE_LABELS
+from contract.labels import FLEXION_LABELS, POSTURE_LABELS
 from training.train import TrainConfig, run_training
 
 torch.set_num_threads(1)

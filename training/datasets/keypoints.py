@@ -3,7 +3,7 @@ either CSV or JSON, in BlazePose-33 or COCO-17 order (COCO is mapped to BlazePos
 landmarks COCO lacks get visibility 0).
 
 CSV: header `frame,<name>_x,<name>_y,<name>_v,...` with the 33 BlazePose landmark names or the 17 COCO names
-(`edge.perception.landmarks`), one row per frame; x, y in pixels, v (visibility/confidence) 0..1.
+(`contract.landmarks`), one row per frame; x, y in pixels, v (visibility/confidence) 0..1.
 JSON: `{"order": "blazepose" | "coco17", "fps": 25.0, "keypoints": [[[x, y, v], ...], ...]}` (frames x points)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import COCO17_TO_BLAZEPOSE, LANDMARK_NAMES, NUM_LANDMARKS
+from contract.landmarks import COCO17_TO_BLAZEPOSE, LANDMARK_NAMES, NUM_LANDMARKS
 from training.datasets.errors import DatasetError
 from training.datasets.image_folder import LABELS_CSV, parse_class, read_labels_csv
 

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.datasets.errors import DatasetError
-from training.labels import GAIT_LABELS
+from contract.labels import GAIT_LABELS
 
 U8 = npt.NDArray[np.uint8]
 log = logging.getLogger(__name__)

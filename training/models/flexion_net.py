@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edge.perception.landmarks import NUM_LANDMARKS, Landmark
+from contract.landmarks import NUM_LANDMARKS, Landmark
 
 EPS = 1e-6
 SPINE_CHAIN = ("pelvis", "lumbar", "thoracic", "c7", "head")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, check_task
+from contract.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, check_task
 from training.models.sconet import SIL_HEIGHT, SIL_WIDTH
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

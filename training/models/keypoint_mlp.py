@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edge.perception.landmarks import Landmark
+from contract.landmarks import Landmark
 
 EPS = 1e-6
 POSTURE_METRICS: tuple[str, ...] = (

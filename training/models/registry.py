@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from training.labels import TaskName, check_task
+from contract.labels import TaskName, check_task
 
 
 def _factories() -> dict[str, Callable[..., nn.Module]]:

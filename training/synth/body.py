@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import LANDMARK_NAMES, Landmark
+from contract.landmarks import LANDMARK_NAMES, Landmark
 from training.synth.posture import Posture
 
 Array = npt.NDArray[np.float64]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.labels import FLEXION_LABELS, GAIT_LABELS, POSTURE_LABELS, XRAY_LABELS
+from contract.labels import FLEXION_LABELS, GAIT_LABELS, POSTURE_LABELS, XRAY_LABELS
 from training.synth.body import Anthropometry
 from training.synth.posture import Posture
 
@@ -91,7 +91,7 @@ def flexion_label(pattern: str, rng: np.random.Generator, flip_rate: float = FLE
 
 
 def head_shift_target(posture: Posture, anthro: Anthropometry, rng: np.random.Generator) -> tuple[float, float]:
-    """(lateral, sagittal) head shift in head widths (training.labels.HEAD_SHIFT_TARGETS order), with reading
+    """(lateral, sagittal) head shift in head widths (contract.labels.HEAD_SHIFT_TARGETS order), with reading
     error of sd HEAD_SHIFT_SD."""
     lateral = posture.head_lateral_shift / anthro.head_width + float(rng.normal(0, HEAD_SHIFT_SD))
     sagittal = posture.head_sagittal_shift / anthro.head_width + float(rng.normal(0, HEAD_SHIFT_SD))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import NUM_LANDMARKS, Landmark
+from contract.landmarks import NUM_LANDMARKS, Landmark
 from training.synth.body import CAPSULES, J, Skeleton
 from training.synth.camera import Camera
 

@@ -339,7 +339,7 @@ GENERATORS: dict[str, Callable[[int, int], SynthSet]] = {
 
 
 def generate(task: str, n: int, seed: int = 0) -> SynthSet:
-    """`n` samples of `task` (one of training.labels.TASKS) from `seed`."""
+    """`n` samples of `task` (one of contract.labels.TASKS) from `seed`."""
     if n < 1:
         raise ValueError(f"synthetic sample count must be >= 1, got {n}")
     cv2.setNumThreads(1)

@@ -19,16 +19,16 @@ import time
 import numpy as np
 
 from edge.backends.base import BackendConfig
-from edge.hashing import sha256_file as _sha256
+from contract.hashing import sha256_file as _sha256
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
-from edge.roles.gait_config import GaitConfig, GaitModelConfig
-from edge.roles.gait_measures import Track, gait_cycles, gait_measures
-from edge.roles.gait_silhouette import Silhouette, model_input, silhouette_from_mask
-from edge.roles.gait_walk import Walk, WalkDetector, WalkFrame, assess_walk
+from edge.roles.gait.config import GaitConfig, GaitModelConfig
+from edge.roles.gait.measures import Track, gait_cycles, gait_measures
+from edge.roles.gait.silhouette import Silhouette, model_input, silhouette_from_mask
+from edge.roles.gait.walk import Walk, WalkDetector, WalkFrame, assess_walk
 from edge.roles.windows import FrameTimeline
 from edge.subject_code import SubjectCodes
-from edge.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef
+from contract.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import Landmark as Lm
-from edge.roles.gait_walk import WalkFrame
+from contract.landmarks import Landmark as Lm
+from edge.roles.gait.walk import WalkFrame
 
 F64 = npt.NDArray[np.float64]
 GAIT_MEASURES: tuple[str, ...] = (

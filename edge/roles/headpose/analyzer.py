@@ -19,12 +19,12 @@ import numpy.typing as npt
 
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
-from edge.roles.headpose_config import HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
-from edge.roles.headpose_metrics import compute_headpose, severity_items
-from edge.roles.headpose_shift_model import HeadShiftModel
-from edge.roles.posture_metrics import main_person
+from edge.roles.headpose.config import HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
+from edge.roles.headpose.metrics import compute_headpose, severity_items
+from edge.roles.headpose.shift_model import HeadShiftModel
+from edge.roles.posture.metrics import main_person
 from edge.roles.windows import FrameTimeline, WindowClock, close_windows
-from edge.wire import HeadPoseStats, HeadPoseWindow
+from contract.wire import HeadPoseStats, HeadPoseWindow
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import Landmark as Lm
+from contract.landmarks import Landmark as Lm
 from edge.perception.types import Person
-from edge.roles.headpose_config import SeverityBands
+from edge.roles.headpose.config import SeverityBands
 
 Vec = npt.NDArray[np.float64]
 UP = np.array([0.0, -1.0, 0.0])

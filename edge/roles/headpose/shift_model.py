@@ -12,7 +12,7 @@ From the square to the model input, as training did (`training.models.inputs`): 
 resized to the input size of the exported model's `input_spec`, minus the metadata's `normalisation` mean,
 divided by its std, NCHW. Parts of the square outside the frame repeat the frame's edge pixels.
 
-The outputs are (lateral, sagittal) shift in head widths (`training.labels.HEAD_SHIFT_TARGETS`; lateral > 0
+The outputs are (lateral, sagittal) shift in head widths (`contract.labels.HEAD_SHIFT_TARGETS`; lateral > 0
 towards the subject's left, sagittal > 0 forward, both relative to a neutral head over the trunk). They become
 centimetres by one ear-to-ear head width, `shift_model.head_width_cm` (default 15 cm: the generator's mean
 adult head width, 0.088-0.090 × body height). The crop lives only inside `predict`.
@@ -32,15 +32,15 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.backends.base import BackendConfig, BackendError
-from edge.hashing import sha256_file
-from edge.perception.landmarks import Landmark as Lm
-from edge.roles.headpose_config import ShiftModelConfig
-from edge.wire import ModelRef
+from contract.hashing import sha256_file
+from contract.landmarks import Landmark as Lm
+from edge.roles.headpose.config import ShiftModelConfig
+from contract.wire import ModelRef
 
 log = logging.getLogger(__name__)
 
 SHIFT_TASK = "head-shift"
-SHIFT_OUTPUTS = 2  # lateral, sagittal (training.labels.HEAD_SHIFT_TARGETS)
+SHIFT_OUTPUTS = 2  # lateral, sagittal (contract.labels.HEAD_SHIFT_TARGETS)
 CROP_SIDE = 2.36  # square side in shoulder widths (median over the generator's head-shift renders)
 CROP_UP = 0.256  # square centre above the shoulder midpoint, in shoulder widths
 MIN_SHOULDER_PX = 8.0  # narrower shoulders give a crop too coarse to read a shift from

@@ -17,11 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.backends.base import BackendConfig
-from edge.hashing import sha256_file as _sha256
+from contract.hashing import sha256_file as _sha256
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
-from edge.roles.posture_config import POSTURE_METRICS, PostureConfig, PostureModelConfig
-from edge.roles.posture_metrics import FrameMetrics, compute_metrics, main_person
+from edge.roles.posture.config import POSTURE_METRICS, PostureConfig, PostureModelConfig
+from edge.roles.posture.metrics import FrameMetrics, compute_metrics, main_person
 from edge.roles.windows import (
     BandChanges,
     FrameTimeline,
@@ -31,7 +31,7 @@ from edge.roles.windows import (
     band_rank,
     close_windows,
 )
-from edge.wire import ModelRef, PostureWindow, WindowStats
+from contract.wire import ModelRef, PostureWindow, WindowStats
 
 log = logging.getLogger(__name__)
 

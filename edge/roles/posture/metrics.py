@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.landmarks import Landmark as Lm
+from contract.landmarks import Landmark as Lm
 from edge.perception.types import Person
-from edge.roles.posture_config import POSTURE_METRICS
+from edge.roles.posture.config import POSTURE_METRICS
 
 View = Literal["front", "side", "oblique", "unknown"]
 Vec = npt.NDArray[np.float64]

@@ -11,7 +11,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from edge.perception.landmarks import NUM_LANDMARKS
+from contract.landmarks import NUM_LANDMARKS
 
 
 class Region(IntEnum):
@@ -85,7 +85,7 @@ ANATOMICAL_POINTS: tuple[str, ...] = (
 class BodyPoints:
     """Truth points of one posed body, in the same world frame as its AvatarMesh."""
 
-    blazepose: np.ndarray  # (33, 3) float32 world metres, BlazePose landmark order (edge/perception/landmarks.py)
+    blazepose: np.ndarray  # (33, 3) float32 world metres, BlazePose landmark order (contract/landmarks.py)
     anatomical: dict[str, np.ndarray] = field(default_factory=dict)  # names from ANATOMICAL_POINTS, each (3,)
 
     def __post_init__(self) -> None:
@@ -97,7 +97,7 @@ class BodyPoints:
 
     def all_points(self) -> tuple[list[str], np.ndarray]:
         """Names and an (N, 3) array of every point, BlazePose first: one call for projecting them all."""
-        from edge.perception.landmarks import LANDMARK_NAMES
+        from contract.landmarks import LANDMARK_NAMES
 
         names = list(LANDMARK_NAMES) + list(self.anatomical)
         pts = np.concatenate([self.blazepose, np.asarray(list(self.anatomical.values()), np.float32).reshape(-1, 3)])

@@ -67,8 +67,8 @@ def sconet_fp32(folder: Path, checkpoint: Path | None) -> tuple[Path, str]:
     """ScoNet-MT as ONNX: from a checkpoint, or freshly initialised (then accuracy is not meaningful)."""
     import torch
 
-    from export.onnx_export import export_checkpoint, export_module
     from contract.labels import GAIT_LABELS
+    from export.onnx_export import export_checkpoint, export_module
 
     out = folder / "sconet_mt.onnx"
     if checkpoint is not None:

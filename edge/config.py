@@ -29,11 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from contract.wire import Identifier
 from edge.perception.pipeline import PerceptionConfig
 from edge.roles.gait.config import GaitConfig
 from edge.roles.headpose.config import HeadPoseConfig
 from edge.roles.posture.config import PostureConfig
-from contract.wire import Identifier
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 STATE_DIR_ENV = "EDGESCREEN_STATE_DIR"

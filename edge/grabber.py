@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from contract.wire import CameraState
 from edge.sources.base import CorruptFrame, Frame, FrameSource, SourceError
 from edge.sources.factory import make_source
-from contract.wire import CameraState
 
 if TYPE_CHECKING:
     from edge.config import CameraConfig

@@ -27,9 +27,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
+from contract.wire import Status, encode, topic_for, utcnow
 from edge.config import BrokerConfig, SecretError, secret_path
 from edge.outbox import Outbox
-from contract.wire import Status, encode, topic_for, utcnow
 
 log = logging.getLogger(__name__)
 

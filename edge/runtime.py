@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from contract.sdnotify import Notifier
+from contract.wire import CameraState, ModelRef, encode, topic_for
 from edge.backends.base import BackendUnavailable
 from edge.config import Profile, SecretError, read_secret
 from edge.heartbeat import HealthSnapshot, StageMeter, build_heartbeat
@@ -26,8 +28,6 @@ from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext, Image, RoleAnalyzer, ScoreMessage
 from edge.roles.registry import analyzer_class, create_analyzer
-from contract.sdnotify import Notifier
-from contract.wire import CameraState, ModelRef, encode, topic_for
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import onnx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from contract.hashing import sha256_file
 from edge.bundles import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -26,7 +27,6 @@ from edge.bundles import (
     key_id,
     load_private_key,
 )
-from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from contract.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, TaskName, check_task, class_names
 from training.checkpoint import save_checkpoint
 from training.cv import grouped_split, grouped_stratified_folds
-from contract.labels import HEAD_SHIFT_TARGETS, TASK_KINDS, TaskName, check_task, class_names
 from training.metrics import classification_metrics, regression_metrics
 from training.models.inputs import Prepared, label_dict, prepare
 from training.models.registry import IMAGE_ARCHS, build_model, check_arch, default_arch

@@ -17,9 +17,9 @@ import numpy as np
 import pycuda.driver as cuda
 import tensorrt as trt
 
+from contract.hashing import sha256_file
 from edge.backends.base import Backend, BackendConfig, BackendError, TensorSpec, register
 from edge.backends.engine_cache import EngineKey, default_cache_dir, lookup
-from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
+if TYPE_CHECKING:
+    import onnx
 
+from contract.hashing import sha256_file
 from edge.backends.engine_cache import (
     EngineKey,
     Precision,
@@ -27,7 +29,6 @@ from edge.backends.engine_cache import (
     lookup,
     write_sidecar,
 )
-from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,17 @@ def shape_profiles(
         rest = tuple(int(d) for d in dims[1:] if d is not None)
         profiles.append(ShapeProfile(name, (1, *rest), (opt_batch, *rest), (max_batch, *rest)))
     return profiles
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    # onnx is read only here, so the device's other commands never import it (it comes with the jetson extra).
+    try:
+        import onnx
+    except ImportError as exc:
+        raise EngineBuildError(
+            "the onnx package is not installed on this host: pip install 'edgescreen[jetson]'"
+        ) from exc
+    return onnx.load(str(path), load_external_data=False)
 
 
 def has_qdq(model: onnx.ModelProto) -> bool:
@@ -207,7 +219,7 @@ def build_engine(
         )
         return BuildResult(path=found.path, key=key, reused=True)
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    model = _load_onnx(onnx_path)
     if precision == "int8" and not has_qdq(model):
         raise EngineBuildError(
             f"INT8 asked for {onnx_path}, but it has no QuantizeLinear/DequantizeLinear nodes; "

@@ -81,7 +81,7 @@ def _build_profile(args: argparse.Namespace) -> int:
 
 
 def _build_one(args: argparse.Namespace, model: Path, precision: str, cache: Path | None) -> int:
-    from export.tensorrt_build import EngineBuildError, build_engine
+    from edge.backends.tensorrt_build import EngineBuildError, build_engine
 
     try:
         result = build_engine(

@@ -83,10 +83,10 @@ def _model_dir(args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contract.sdnotify import Notifier
     from edge.config import ProfileError, SecretError
     from edge.replay import ReplayError
     from edge.runtime import ReplayResults, RunLimits, build_runtime
-    from contract.sdnotify import Notifier
 
     try:
         profile = load_with_overrides(args)

@@ -20,18 +20,18 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contract.landmarks import NUM_LANDMARKS, Landmark
+from contract.wire import ModelRef
 from edge.backends.base import Backend, BackendConfig, BackendError, create_backend
 from edge.model_store import ModelStore, ModelStoreError, file_sha256
 from edge.perception.face_detector import FaceDetector
 from edge.perception.face_landmarker import FaceLandmarker, FaceLandmarks
 from edge.perception.head_pose import HeadPoseEstimator
-from contract.landmarks import NUM_LANDMARKS, Landmark
 from edge.perception.pose_detector import PoseDetector, detection_to_roi
 from edge.perception.pose_landmarker import PoseLandmarker, PoseLandmarks, roi_from_auxiliary
 from edge.perception.roi import RotatedRect, rect_from_box
 from edge.perception.smoothing import LandmarkSmoother
 from edge.perception.types import FrameResult, Person
-from contract.wire import ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.perception.types import FrameResult
 from contract.wire import GaitScreening, HeadPoseWindow, ModelRef, PostureWindow
+from edge.perception.types import FrameResult
 
 ScoreMessage = PostureWindow | GaitScreening | HeadPoseWindow
 Image = npt.NDArray[np.uint8]  # a BGR frame

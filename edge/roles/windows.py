@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from edge.roles.posture.config import BandThresholds
 from contract.wire import utcnow
+from edge.roles.posture.config import BandThresholds
 
 log = logging.getLogger(__name__)
 

@@ -49,10 +49,10 @@ def message_id(device: str, seq: int) -> uuid.UUID:
 def _device_loop(args: argparse.Namespace, device: str, stop: threading.Event) -> None:
     broker_url, state, period_s, produce_until = args.broker, args.state, args.period, args.produce_until
     from collector.simulate import posture
+    from contract.wire import encode, topic_for
     from edge.config import BrokerConfig
     from edge.mqtt_client import MqttPublisher
     from edge.outbox import Outbox
-    from contract.wire import encode, topic_for
 
     box = Outbox(state / device / "outbox.sqlite")
     config = BrokerConfig(url=broker_url, reconnect_min_s=0.5, reconnect_max_s=2.0, keepalive_s=10)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.outbox import Outbox
 from contract.wire import PostureWindow, Status, decode
+from edge.outbox import Outbox
 from edgescreen.clips import make_posture_clip
 from tests.support.broker import MosquittoBroker, free_port
 from tests.test_delivery import Subscriber

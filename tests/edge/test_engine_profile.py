@@ -1,6 +1,6 @@
 """`edgescreen engine build --profile P` (what edgescreen-engine@.service runs): the paths that need no GPU.
 
-TensorRT cannot run here; where a build must happen, the recording fake of tests/export/test_tensorrt_build.py
+TensorRT cannot run here; where a build must happen, the recording fake of tests/edge/test_tensorrt_build.py
 stands in for the tensorrt module (the real builder code runs around it).
 """
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends.engine_cache import EngineKey, lookup
 from contract.hashing import sha256_file
+from edge.backends import tensorrt_build
+from edge.backends.engine_cache import EngineKey, lookup
 from edgescreen.cli import main
-from export import tensorrt_build
-from tests.test_tensorrt_build import FakeTensorRT
+from tests.edge.test_tensorrt_build import FakeTensorRT
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from contract.wire import GaitScreening
 from edge.perception.types import FrameResult
 from edge.replay import write_replay
 from edge.subject_code import subject_token
-from contract.wire import GaitScreening
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber
 from training.synth.walkthrough import render_walkthrough

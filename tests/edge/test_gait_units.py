@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.wire import GaitScreening, encode
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext
 from edge.roles.gait.analyzer import GaitAnalyzer
@@ -17,7 +18,6 @@ from edge.roles.gait.config import GaitConfig
 from edge.roles.gait.silhouette import SIL_HEIGHT, SIL_WIDTH, model_input, silhouette_from_mask
 from edge.roles.gait.walk import WalkDetector, WalkFrame
 from edge.subject_code import SubjectCodes, subject_token
-from contract.wire import GaitScreening, encode
 from training.synth.walkthrough import render_walkthrough
 
 SECRET = b"north-school-secret"
@@ -124,8 +124,8 @@ def _run(analyzer: GaitAnalyzer, frames: list[FrameResult]) -> list[GaitScreenin
 @pytest.fixture(scope="module")
 def sconet_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch")
-    from export.onnx_export import export_module
     from contract.labels import GAIT_LABELS
+    from export.onnx_export import export_module
     from training.models.sconet import sconet_mt
 
     torch.set_num_threads(1)

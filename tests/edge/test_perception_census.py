@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge.backends.base import BackendConfig
 from contract.landmarks import Landmark as L  # noqa: N817
+from edge.backends.base import BackendConfig
 from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from tests.test_perception_pipeline import astronaut
 

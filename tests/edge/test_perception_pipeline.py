@@ -12,8 +12,8 @@ import pytest
 from matplotlib import cbook
 from skimage import data
 
-from edge.backends.base import BackendConfig
 from contract.landmarks import Landmark as L  # noqa: N817
+from edge.backends.base import BackendConfig
 from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from edge.perception.types import Person
 

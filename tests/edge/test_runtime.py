@@ -18,6 +18,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from contract.sdnotify import Notifier
+from contract.wire import Heartbeat, PostureWindow, Status, WindowStats
 from edge.config import Profile, validate_profile
 from edge.heartbeat import StageMeter, cpu_temperature_c
 from edge.mqtt_client import MqttPublisher
@@ -25,8 +27,6 @@ from edge.outbox import Outbox
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.runtime import CameraHealth, EdgeRuntime, RunLimits
-from contract.sdnotify import Notifier
-from contract.wire import Heartbeat, PostureWindow, Status, WindowStats
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber
 

@@ -98,7 +98,7 @@ def test_fallback_never_hides_a_broken_model(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @gpu
 def test_tensorrt_backend_matches_onnxruntime(tmp_path: Path, model_dir: Path) -> None:
-    from export.tensorrt_build import build_engine
+    from edge.backends.tensorrt_build import build_engine
 
     model = model_dir / "pose_landmark_full.onnx"
     cache = tmp_path / "engines"

@@ -19,15 +19,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.backends.engine_cache import EngineKey, engine_path, lookup
 from contract.hashing import sha256_file
-from edgescreen.cli import main
-from export.tensorrt_build import (
+from edge.backends.engine_cache import EngineKey, engine_path, lookup
+from edge.backends.tensorrt_build import (
     EngineBuildError,
     build_engine,
     onnx_inputs,
     shape_profiles,
 )
+from edgescreen.cli import main
 
 
 def _conv_model(path: Path, bias: float = 0.0, qdq: bool = False, batch: str | int = "N") -> Path:

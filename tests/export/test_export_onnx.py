@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.onnx_export import ExportError, export_module
 from contract.labels import GAIT_LABELS, XRAY_LABELS
+from export.onnx_export import ExportError, export_module
 from training.models.resnet import resnet34
 
 torch.set_num_threads(1)

@@ -15,8 +15,8 @@ from collector.simulate import posture
 from collector.storage import Database, open_database, schema
 from collector.storage.writes import Rejected
 from collector.timeutil import utcnow_naive
-from edge.outbox import Outbox
 from contract.wire import topic_for
+from edge.outbox import Outbox
 from edgescreen import maintenance
 from edgescreen.cli import main
 from tests.support.storage import store_batch

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from contract.labels import FLEXION_LABELS, POSTURE_LABELS, XRAY_LABELS
 from contract.landmarks import COCO17_TO_BLAZEPOSE, Landmark
 from edgescreen.cli import main as cli_main
 from training.data import load_task_data
@@ -24,7 +25,6 @@ from training.datasets.scoliosis1k import (
     write_silhouette_pkl,
     write_split,
 )
-from contract.labels import FLEXION_LABELS, POSTURE_LABELS, XRAY_LABELS
 from training.synth.writers import write_synthetic
 
 ROUND_TRIP = [

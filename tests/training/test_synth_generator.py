@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from contract.labels import GAIT_LABELS, TASKS, XRAY_LABELS
 from contract.landmarks import Landmark
 from training.data import load_task_data
-from contract.labels import GAIT_LABELS, TASKS, XRAY_LABELS
 from training.synth import labels as rules
 from training.synth.body import J, pose_body, sample_anthropometry
 from training.synth.camera import make_camera

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.datasets.errors import DatasetError
 from contract.labels import GAIT_LABELS
+from training.datasets.errors import DatasetError
 
 U8 = npt.NDArray[np.uint8]
 log = logging.getLogger(__name__)

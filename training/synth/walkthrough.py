@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract.labels import GAIT_LABELS
 from contract.landmarks import NUM_LANDMARKS
 from edge.perception.types import FrameResult, Person
 from edge.replay import write_replay
-from contract.labels import GAIT_LABELS
 from training.synth import labels as rules
 from training.synth.body import Anthropometry, J, LimbPose, Skeleton, body_radii, pose_body, sample_anthropometry
 from training.synth.camera import Camera, make_camera

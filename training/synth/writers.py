@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.labels import class_names
 from training.datasets.image_folder import write_image_folder
 from training.datasets.keypoints import write_keypoint_csv, write_keypoint_labels
 from training.datasets.scoliosis1k import write_silhouette_pkl, write_split
-from contract.labels import class_names
 from training.synth import tasks
 from training.synth.walkthrough import write_walkthroughs
 

@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
-from edge.backends.base import BackendConfig
 from contract.hashing import sha256_file as _sha256
+from contract.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef
+from edge.backends.base import BackendConfig
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.gait.config import GaitConfig, GaitModelConfig
@@ -28,7 +29,6 @@ from edge.roles.gait.silhouette import Silhouette, model_input, silhouette_from_
 from edge.roles.gait.walk import Walk, WalkDetector, WalkFrame, assess_walk
 from edge.roles.windows import FrameTimeline
 from edge.subject_code import SubjectCodes
-from contract.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from contract.wire import GaitOutcome
 from edge.roles.gait.config import GaitConfig
 from edge.roles.gait.silhouette import Silhouette
-from contract.wire import GaitOutcome
 
 F32 = npt.NDArray[np.float32]
 _ENDS = 3  # frames at each end whose median position is the entry / exit point

@@ -17,6 +17,7 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
+from contract.wire import HeadPoseStats, HeadPoseWindow
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.headpose.config import HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
@@ -24,7 +25,6 @@ from edge.roles.headpose.metrics import compute_headpose, severity_items
 from edge.roles.headpose.shift_model import HeadShiftModel
 from edge.roles.posture.metrics import main_person
 from edge.roles.windows import FrameTimeline, WindowClock, close_windows
-from contract.wire import HeadPoseStats, HeadPoseWindow
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.backends.base import BackendConfig, BackendError
 from contract.hashing import sha256_file
 from contract.landmarks import Landmark as Lm
-from edge.roles.headpose.config import ShiftModelConfig
 from contract.wire import ModelRef
+from edge.backends.base import BackendConfig, BackendError
+from edge.roles.headpose.config import ShiftModelConfig
 
 log = logging.getLogger(__name__)
 

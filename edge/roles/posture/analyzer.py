@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge.backends.base import BackendConfig
 from contract.hashing import sha256_file as _sha256
+from contract.wire import ModelRef, PostureWindow, WindowStats
+from edge.backends.base import BackendConfig
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.posture.config import POSTURE_METRICS, PostureConfig, PostureModelConfig
@@ -31,7 +32,6 @@ from edge.roles.windows import (
     band_rank,
     close_windows,
 )
-from contract.wire import ModelRef, PostureWindow, WindowStats
 
 log = logging.getLogger(__name__)
 

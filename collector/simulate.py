@@ -10,19 +10,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.mqtt_url import parse_broker_url
-from contract.wire import (
-    GaitMeasure,
-    GaitScreening,
-    HeadPoseStats,
-    HeadPoseWindow,
-    Heartbeat,
-    ModelRef,
-    PostureWindow,
-    Status,
-    WindowStats,
-    encode,
-    topic_for,
-)
+from contract.wire import Heartbeat, ModelRef, Status, encode, topic_for
+from edge.roles.gait.message import GaitMeasure, GaitScreening
+from edge.roles.headpose.message import HeadPoseStats, HeadPoseWindow
+from edge.roles.posture.message import PostureWindow, WindowStats
 
 _MODEL = ModelRef(name="pose_landmark_full", sha256="0" * 63 + "1")
 

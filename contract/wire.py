@@ -7,10 +7,11 @@ Unknown fields are rejected so that a device cannot leak a new field by accident
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Union
 
 from pydantic import (
     AwareDatetime,
@@ -22,6 +23,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from contract.roles import ROLE_PACKAGES, RoleName, role_names, role_specs
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "edgescreen/v1"
@@ -35,8 +38,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=2**53)]
 
-MessageKind = Literal["posture", "gait", "headpose", "status", "heartbeat"]
-DEVICE_KINDS: tuple[str, ...] = ("posture", "gait", "headpose", "status", "heartbeat")
+SYSTEM_KINDS: tuple[str, ...] = ("status", "heartbeat")  # every role adds its own kind (contract.roles)
 
 
 class WireError(ValueError):
@@ -48,16 +50,16 @@ class WireError(ValueError):
         self.detail = detail
 
 
-class _Wire(BaseModel):
+class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class ModelRef(_Wire):
+class ModelRef(WireModel):
     name: ModelName = Field(description="model name as in the model store manifest")
     sha256: Sha256Hex = Field(description="sha256 of the model file the device ran")
 
 
-class _Envelope(_Wire):
+class Envelope(WireModel):
     # A strict int, not Literal[1]: JSON `true` would pass as 1 there.
     schema_version: Annotated[int, Field(strict=True, ge=SCHEMA_VERSION, le=SCHEMA_VERSION)] = Field(
         default=SCHEMA_VERSION, description="wire schema version"
@@ -67,102 +69,35 @@ class _Envelope(_Wire):
     site: Identifier = Field(description="site id; must match the topic")
     seq: Count = Field(description="per-device sequence number, increasing across restarts")
 
+    if TYPE_CHECKING:
+        kind: str  # each message declares it as a Literal field, last, so payloads keep their key order
 
-class _Window(_Envelope):
+
+class Window(Envelope):
     window_start: AwareDatetime = Field(description="start of the window (UTC)")
     window_end: AwareDatetime = Field(description="end of the window (UTC)")
     models: list[ModelRef] = Field(default_factory=list, max_length=16, description="models that produced it")
 
     @model_validator(mode="after")
-    def _ordered(self) -> _Window:
+    def _ordered(self) -> Window:
         if self.window_end < self.window_start:
             raise ValueError("window_end is before window_start")
         return self
 
 
-class WindowStats(_Wire):
-    """Distribution of one per-frame metric over a window."""
-
-    mean: Finite | None = Field(description="mean over valid frames; null when no frame was valid")
-    p10: Finite | None = Field(description="10th percentile")
-    p50: Finite | None = Field(description="median")
-    p90: Finite | None = Field(description="90th percentile")
-    valid_frames: Count = Field(description="frames in which the metric could be measured")
-    bands: dict[MetricName, Fraction] = Field(
-        default_factory=dict, max_length=8, description="fraction of valid frames in each risk band"
-    )
-    sustained_risk: bool = Field(default=False, description="poor posture lasted longer than configured")
-
-
-class PostureWindow(_Window):
-    kind: Literal["posture"] = "posture"
-    frames: Count = Field(description="frames analysed in the window")
-    presence_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="seconds a person was in view")
-    posture_changes: Count = Field(description="number of changes between risk bands")
-    metrics: dict[MetricName, WindowStats] = Field(max_length=32, description="per-metric statistics")
-    risk_score: Fraction | None = Field(default=None, description="posture model risk, when one is configured")
-
-
-GaitClass = Literal["negative", "neutral", "positive"]
-GaitOutcome = Literal[
-    "screened", "partial_walk", "multiple_people", "standing_still", "wrong_direction", "too_few_cycles", "poor_view"
-]
-
-
-class GaitMeasure(_Wire):
-    value: Finite | None = Field(description="value of the measure; null when no cycle was valid")
-    cycles: Count = Field(description="number of valid gait cycles it was computed from")
-
-
-class GaitScreening(_Window):
-    """One message per walk-through at a gait booth."""
-
-    kind: Literal["gait"] = "gait"
-    outcome: GaitOutcome = Field(description="'screened' or the quality reason it was not")
-    subject: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
-        default=None, description="HMAC-SHA256 of the student's code with the site secret; null if anonymous"
-    )
-    probabilities: dict[GaitClass, Fraction] | None = Field(default=None, description="gait model output")
-    predicted: GaitClass | None = Field(default=None, description="most probable class")
-    measures: dict[MetricName, GaitMeasure] = Field(default_factory=dict, max_length=32)
-    quality: dict[MetricName, Finite] = Field(default_factory=dict, max_length=32, description="counts and flags")
-    frames: Count = Field(description="frames in the walk-through")
-
-
-class HeadPoseStats(_Wire):
-    mean: Finite | None
-    minimum: Finite | None
-    maximum: Finite | None
-    range: Finite | None
-    time_above_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
-        description="seconds the absolute value was above the configured threshold"
-    )
-    valid_frames: Count
-
-
-class HeadPoseWindow(_Window):
-    kind: Literal["headpose"] = "headpose"
-    frames: Count
-    presence_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    metrics: dict[MetricName, HeadPoseStats] = Field(max_length=16)
-    severity: dict[MetricName, Annotated[int, Field(ge=0, le=10)]] = Field(
-        default_factory=dict, max_length=16, description="TWSTRS-like item scores (see docs/metrics.md)"
-    )
-
-
-class Status(_Envelope):
+class Status(Envelope):
     """Retained online/offline state; `offline` is also the MQTT last will."""
 
     kind: Literal["status"] = "status"
     state: Literal["online", "offline"]
     at: AwareDatetime
-    role: Literal["posture", "gait", "headpose"] | None = None
+    role: RoleName | None = None
 
 
 CameraState = Literal["open", "reopening", "failed", "ended"]
 
 
-class Heartbeat(_Envelope):
+class Heartbeat(Envelope):
     kind: Literal["heartbeat"] = "heartbeat"
     at: AwareDatetime
     uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -182,7 +117,7 @@ class Heartbeat(_Envelope):
     cpu_temp_c: Finite | None = None
 
 
-class Alert(_Wire):
+class Alert(WireModel):
     """Published by the collector on edgescreen/v1/{site}/alerts."""
 
     schema_version: Literal[1] = 1
@@ -197,10 +132,25 @@ class Alert(_Wire):
     at: AwareDatetime
 
 
-DeviceMessage = Annotated[
-    PostureWindow | GaitScreening | HeadPoseWindow | Status | Heartbeat, Field(discriminator="kind")
-]
-_DEVICE_ADAPTER: TypeAdapter[DeviceMessage] = TypeAdapter(DeviceMessage)
+# Any device message: a role's window or screening, a status or a heartbeat. Each has a `kind` field.
+DeviceMessage = Envelope
+
+
+def device_kinds() -> tuple[str, ...]:
+    """Topic and message kinds a device may publish: one per registered role, plus status and heartbeat."""
+    return (*role_names(), *SYSTEM_KINDS)
+
+
+@functools.cache
+def _adapter(kinds: tuple[tuple[str, str], ...]) -> TypeAdapter[Any]:
+    # Keyed by the registry's contents, so a role added to the registry is read without any other change.
+    members = (*(spec.message for spec in role_specs()), Status, Heartbeat)
+    union: Any = Union[members]  # noqa: UP007 - the members are known only at run time
+    return TypeAdapter(Annotated[union, Field(discriminator="kind")])
+
+
+def _device_adapter() -> TypeAdapter[Any]:
+    return _adapter(tuple(ROLE_PACKAGES.items()))
 
 
 def topic_for(site: str, device_id: str, kind: str) -> str:
@@ -214,7 +164,7 @@ def alerts_topic(site: str) -> str:
 def parse_topic(topic: str) -> tuple[str, str, str]:
     """Split `edgescreen/v1/{site}/{device}/{kind}`; raises WireError('wrong_topic')."""
     parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT or parts[4] not in DEVICE_KINDS:
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT or parts[4] not in device_kinds():
         raise WireError("wrong_topic", f"not a device topic: {topic[:200]!r}")
     return parts[2], parts[3], parts[4]
 
@@ -238,7 +188,7 @@ def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
         raise WireError("encoding", f"payload is not UTF-8: {exc}") from exc
     try:
         # One parse on the happy path: the collector decodes every message it stores.
-        message = _DEVICE_ADAPTER.validate_json(text)
+        message: DeviceMessage = _device_adapter().validate_json(text)
     except ValidationError as exc:
         _raise_reason(text, exc)
     if topic is not None:

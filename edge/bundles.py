@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.hashing import sha256_file
+from contract.roles import RoleName
 from edge.model_store import default_model_dir
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 BUNDLE_FORMAT = "edgescreen-bundle"
-Role = Literal["posture", "gait", "headpose"]
-ROLES: tuple[str, ...] = ("posture", "gait", "headpose")
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _CHUNK = 1 << 20
 
@@ -86,7 +85,7 @@ class BundleManifest(BaseModel):
 
     format: Literal["edgescreen-bundle"] = Field(default="edgescreen-bundle", description="bundle format tag")
     format_version: Literal[1] = Field(default=1, description="bundle format version")
-    role: Role = Field(description="device role this bundle serves")
+    role: RoleName = Field(description="device role this bundle serves")
     created: datetime = Field(description="when the bundle was made (UTC)")
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="first 16 hex of sha256 of the signing public key")
     models: list[BundleModel] = Field(min_length=1, description="the models in the bundle")

@@ -9,6 +9,7 @@ Relative paths in a profile are relative to the profile's own folder, so a profi
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import types
 import typing
@@ -25,20 +26,17 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from contract.roles import ROLE_PACKAGES, RoleName, role_spec, role_specs
 from contract.wire import Identifier
 from edge.perception.pipeline import PerceptionConfig
-from edge.roles.gait.config import GaitConfig
-from edge.roles.headpose.config import HeadPoseConfig
-from edge.roles.posture.config import PostureConfig
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 STATE_DIR_ENV = "EDGESCREEN_STATE_DIR"
-Role = Literal["posture", "gait", "headpose"]
-ROLE_SECTIONS: dict[str, type[BaseModel]] = {"posture": PostureConfig, "gait": GaitConfig, "headpose": HeadPoseConfig}
 
 
 class ProfileError(ValueError):
@@ -241,27 +239,24 @@ class SecretsConfig(_Section):
 
 
 class Profile(_Section):
-    """A whole device profile."""
+    """A whole device profile. Each registered role adds an optional section named after it (`profile_model`)."""
 
     device: DeviceSection = Field(description="identity of the device")
-    role: Role = Field(description="what the device screens for")
+    role: RoleName = Field(description="what the device screens for")
     camera: CameraConfig = Field(description="the camera the device reads")
     perception: PerceptionConfig = Field(default_factory=PerceptionConfig, description="models and backend")
     broker: BrokerConfig = Field(description="where scores are published")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="durable queue of unsent scores")
     heartbeat_s: float = Field(default=30.0, ge=1, le=3600, description="seconds between heartbeat messages")
     secrets: SecretsConfig = Field(default_factory=SecretsConfig, description="where secrets are read from")
-    posture: PostureConfig | None = Field(default=None, description="office posture role settings")
-    gait: GaitConfig | None = Field(default=None, description="gait booth role settings")
-    headpose: HeadPoseConfig | None = Field(default=None, description="head-pose station role settings")
 
     @model_validator(mode="after")
     def _role_section(self) -> Profile:
-        for name in ROLE_SECTIONS:
-            if name != self.role and getattr(self, name) is not None:
+        for name in ROLE_PACKAGES:
+            if name != self.role and getattr(self, name, None) is not None:
                 raise ValueError(f"section '{name}' given but role is '{self.role}'")
-        if getattr(self, self.role) is None:
-            setattr(self, self.role, ROLE_SECTIONS[self.role]())
+        if getattr(self, self.role, None) is None:
+            setattr(self, self.role, role_spec(self.role).config())
         return self
 
     def outbox_path(self) -> Path:
@@ -277,6 +272,20 @@ class Profile(_Section):
     @property
     def client_id(self) -> str:
         return self.broker.client_id or f"{self.device.site}-{self.device.device_id}"
+
+
+def profile_model() -> type[Profile]:
+    """The Profile model with one optional section per registered role (built once per registry content)."""
+    return _profile_model(tuple(ROLE_PACKAGES.items()))
+
+
+@functools.cache
+def _profile_model(_roles: tuple[tuple[str, str], ...]) -> type[Profile]:
+    sections: dict[str, Any] = {
+        spec.name: (spec.config | None, Field(default=None, description=spec.description)) for spec in role_specs()
+    }
+    model: type[Profile] = create_model("Profile", __base__=Profile, __module__=__name__, **sections)
+    return model
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -301,7 +310,7 @@ def load_profile(path: str | Path) -> Profile:
 
 def validate_profile(data: dict[str, Any], source: str, base_dir: Path | None = None) -> Profile:
     try:
-        return Profile.model_validate(data, context={"base_dir": base_dir})
+        return profile_model().model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         lines = [_describe_error(err) for err in exc.errors()]
         detail = "\n  ".join(lines)
@@ -312,7 +321,7 @@ def _describe_error(err: Any) -> str:
     loc = tuple(err["loc"])
     where = _key_path(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        known = _fields_at(Profile, loc[:-1])
+        known = _fields_at(profile_model(), loc[:-1])
         hint = ""
         if known:
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)

@@ -33,8 +33,6 @@ from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-Role = Literal["posture", "gait", "headpose"]
-
 
 class MqttConfigError(RuntimeError):
     """The broker settings cannot be used (missing certificate file, bad key...)."""
@@ -106,7 +104,7 @@ class MqttPublisher:
         *,
         site: str,
         device_id: str,
-        role: Role | None,
+        role: str | None,
         client_id: str,
         password: bytes | None = None,
     ) -> None:

@@ -7,10 +7,23 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contract.roles import role_names
 
 Severity = Literal["info", "warning", "critical"]
 RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+
+
+def _metric_kind(kind: str) -> str:
+    known = (*role_names(), "heartbeat")
+    if kind not in known:
+        raise ValueError(f"unknown message kind {kind!r}; known: {', '.join(known)}")
+    return kind
+
+
+# A message kind whose flattened metrics a rule reads: a registered role, or the heartbeat.
+MetricKind = Annotated[str, AfterValidator(_metric_kind)]
 
 
 class RulesError(ValueError):
@@ -37,7 +50,7 @@ class ThresholdRule(_RuleBase):
     """A metric above (or below) a level for long enough, with hysteresis."""
 
     type: Literal["threshold"]
-    kind: Literal["posture", "gait", "headpose", "heartbeat"] = Field(description="message kind the metric is in")
+    kind: MetricKind = Field(description="message kind the metric is in: a role or heartbeat")
     metric: str = Field(description="flattened metric name, e.g. cva_deg.band.high or severity.rotation")
     above: float = Field(description="the condition starts when the value exceeds this")
     clear_below: float | None = Field(default=None, description="and ends only when it drops below this (hysteresis)")

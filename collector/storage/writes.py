@@ -20,7 +20,7 @@ from collector.flatten import flatten
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import to_naive_utc
-from contract.wire import DeviceMessage, GaitScreening, Heartbeat, Status
+from contract.wire import DeviceMessage, Heartbeat, Status, Window
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
 
@@ -131,15 +131,16 @@ class BatchBuilder:
             self._register(msg, received_at)
             return False
         as_db = self._as_db
-        if isinstance(msg, Status | Heartbeat):
-            end = start = _naive(msg.at)
-        else:
+        if isinstance(msg, Window):
             end, start = _naive(msg.window_end), _naive(msg.window_start)
+        else:
+            end = start = _naive(msg.at)  # type: ignore[attr-defined]  # status and heartbeat carry `at`
         end_db, start_db = as_db(end), as_db(start)
         got = self._received.get(received_at)
         if got is None:
             got = self._received[received_at] = as_db(received_at)
-        label, outcome = (msg.predicted, msg.outcome) if isinstance(msg, GaitScreening) else (None, None)
+        # A screening role's message (gait) carries a predicted class and an outcome; windows carry neither.
+        label, outcome = getattr(msg, "predicted", None), getattr(msg, "outcome", None)
         flat = flatten(msg)
         self._register(msg, received_at)
         self._seen.add(mid)

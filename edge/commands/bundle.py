@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.roles import role_names
+
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
@@ -20,7 +22,7 @@ def register(groups: Groups) -> None:
     p.set_defaults(func=_install)
 
     p = models.add_parser("rollback", help="make the previously installed bundle of a role current again")
-    p.add_argument("role", choices=["posture", "gait", "headpose"], help="device role")
+    p.add_argument("role", choices=role_names(), help="device role")
     p.add_argument("--dir", type=Path, default=None, help="bundle store (default: <model dir>/bundles)")
     p.set_defaults(func=_rollback)
 
@@ -56,9 +58,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from edge.bundles import ROLES, BundleError, Which, installed
+    from edge.bundles import BundleError, Which, installed
 
-    for role in ROLES:
+    for role in role_names():
         which: Which
         for which in ("current", "previous"):
             try:

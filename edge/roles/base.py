@@ -11,8 +11,11 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from contract.wire import GaitScreening, HeadPoseWindow, ModelRef, PostureWindow
+from contract.wire import ModelRef
 from edge.perception.types import FrameResult
+from edge.roles.gait.message import GaitScreening
+from edge.roles.headpose.message import HeadPoseWindow
+from edge.roles.posture.message import PostureWindow
 
 ScoreMessage = PostureWindow | GaitScreening | HeadPoseWindow
 Image = npt.NDArray[np.uint8]  # a BGR frame

@@ -1,4 +1,7 @@
-"""Which analyzer class serves each role. Imported lazily so a device loads only its own role's code."""
+"""Which analyzer class serves each role, read from the role registry (contract.roles).
+
+Imported lazily so a device loads only its own role's code.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from contract.roles import ROLE_PACKAGES, UnknownRole, role_spec
 from edge.roles.base import EmitContext, RoleAnalyzer
-
-# role -> "module:Class"
-ROLE_ANALYZERS: dict[str, str] = {
-    "posture": "edge.roles.posture.analyzer:PostureAnalyzer",
-    "gait": "edge.roles.gait.analyzer:GaitAnalyzer",
-    "headpose": "edge.roles.headpose.analyzer:HeadPoseAnalyzer",
-}
 
 
 class RoleUnavailable(RuntimeError):
@@ -23,9 +20,13 @@ class RoleUnavailable(RuntimeError):
 
 
 def analyzer_class(role: str) -> type[RoleAnalyzer]:
-    if role not in ROLE_ANALYZERS:
-        raise RoleUnavailable(f"unknown role {role!r}; known: {', '.join(ROLE_ANALYZERS)}")
-    module_name, _, class_name = ROLE_ANALYZERS[role].partition(":")
+    if role not in ROLE_PACKAGES:
+        raise RoleUnavailable(f"unknown role {role!r}; known: {', '.join(ROLE_PACKAGES)}")
+    try:
+        target = role_spec(role).analyzer
+    except UnknownRole as exc:
+        raise RoleUnavailable(str(exc)) from exc
+    module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -34,7 +35,7 @@ def analyzer_class(role: str) -> type[RoleAnalyzer]:
         raise RoleUnavailable(f"role {role!r}: its analyzer ({module_name}) is not in this build") from exc
     cls: Any = getattr(module, class_name, None)
     if not (inspect.isclass(cls) and issubclass(cls, RoleAnalyzer)):
-        raise RoleUnavailable(f"role {role!r}: {ROLE_ANALYZERS[role]} is not a RoleAnalyzer")
+        raise RoleUnavailable(f"role {role!r}: {target} is not a RoleAnalyzer")
     return cls
 
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from contract.wire import utcnow
-from edge.roles.posture.config import BandThresholds
+from edge.roles.common import BandThresholds
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.roles import role_names
+
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
@@ -58,7 +60,7 @@ def register(groups: Groups) -> None:
     p.set_defaults(func=_verify)
 
     p = export.add_parser("bundle", help="signed model bundle for one device role")
-    p.add_argument("--role", choices=["posture", "gait", "headpose"], required=True)
+    p.add_argument("--role", choices=role_names(), required=True)
     p.add_argument("--models", type=Path, nargs="+", required=True, help="ONNX models (INT8 variants too)")
     p.add_argument("--parity", type=Path, nargs="*", default=[], help="parity reports (JSON) from `export verify`")
     p.add_argument("--key", type=Path, required=True, help="site signing key (from `export keygen`)")

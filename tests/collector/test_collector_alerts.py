@@ -26,7 +26,7 @@ from collector.simulate import Publisher, gait, headpose, heartbeat, posture, st
 from collector.storage import Database, open_database, schema
 from collector.storage.writes import BatchBuilder
 from collector.timeutil import utcnow_naive
-from contract.wire import Alert, DeviceMessage, Heartbeat, Status, encode, topic_for
+from contract.wire import Alert, DeviceMessage, Window, encode, topic_for
 from tests.support.broker import MosquittoBroker
 from tests.support.http_sink import HttpSink
 from tests.support.smtp_server import SmtpServer
@@ -180,7 +180,7 @@ def _incident_stream() -> list[DeviceMessage]:
     for i, (hours, predicted, p) in enumerate([(1, "positive", 0.9), (2, "positive", 0.8), (3, "negative", 0.9),
                                                (4, "positive", 0.6), (26, "positive", 0.75)]):  # fmt: skip
         stream.append(gait("school", "booth-1", 200 + i, T0 + timedelta(hours=hours), predicted=predicted, p=p))
-    return sorted(stream, key=lambda m: m.at if isinstance(m, Heartbeat | Status) else m.window_end)
+    return sorted(stream, key=lambda m: m.window_end if isinstance(m, Window) else m.at)  # type: ignore[attr-defined]
 
 
 RULES_FOR_BATCHES = (

@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 from collector.ingest import Ingestor, IngestSettings
 from collector.simulate import Publisher, mixed_stream
 from collector.storage import Database, open_database, schema
-from contract.wire import MAX_PAYLOAD_BYTES, GaitScreening, decode
+from contract.wire import MAX_PAYLOAD_BYTES, decode
+from edge.roles.gait.message import GaitScreening
 from tests.support.broker import MosquittoBroker, free_port
 from tests.support.collector import collector_cmd
 

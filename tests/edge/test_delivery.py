@@ -24,10 +24,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from contract.wire import PostureWindow, Status, WindowStats, decode, encode, topic_for
+from contract.wire import Status, decode, encode, topic_for
 from edge.config import BrokerConfig
 from edge.mqtt_client import MqttPublisher, check_broker
 from edge.outbox import Outbox
+from edge.roles.posture.message import PostureWindow, WindowStats
 from tests.support.broker import MosquittoBroker
 from tests.support.certs import CertPair, TestCA
 

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
-from contract.wire import PostureWindow, Status, decode
+from contract.wire import Status, decode
 from edge.outbox import Outbox
+from edge.roles.posture.message import PostureWindow
 from edgescreen.clips import make_posture_clip
 from tests.support.broker import MosquittoBroker, free_port
 from tests.test_delivery import Subscriber

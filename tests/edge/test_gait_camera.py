@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from contract.wire import GaitScreening
+from edge.roles.gait.message import GaitScreening
 from edgescreen.clips import BACKGROUND, astronaut_bgr, make_empty_clip
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from contract.wire import GaitScreening
 from edge.perception.types import FrameResult
 from edge.replay import write_replay
+from edge.roles.gait.message import GaitScreening
 from edge.subject_code import subject_token
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.wire import GaitScreening, encode
+from contract.wire import encode
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext
 from edge.roles.gait.analyzer import GaitAnalyzer
 from edge.roles.gait.config import GaitConfig
+from edge.roles.gait.message import GaitScreening
 from edge.roles.gait.silhouette import SIL_HEIGHT, SIL_WIDTH, model_input, silhouette_from_mask
 from edge.roles.gait.walk import WalkDetector, WalkFrame
 from edge.subject_code import SubjectCodes, subject_token

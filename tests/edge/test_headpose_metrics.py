@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from contract.landmarks import NUM_LANDMARKS
-from contract.wire import HeadPoseWindow
 from edge.perception.types import FrameResult, HeadPose, Person
 from edge.roles.base import EmitContext
 from edge.roles.headpose.analyzer import HeadPoseAnalyzer
 from edge.roles.headpose.config import HeadPoseConfig, SeverityBands
+from edge.roles.headpose.message import HeadPoseWindow
 from edge.roles.headpose.metrics import compute_headpose, severity_items
 from edge.roles.registry import create_analyzer
 from training.synth.body import J, pose_body, sample_anthropometry

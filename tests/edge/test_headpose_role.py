@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from contract.wire import HeadPoseWindow
 from edge.roles.base import EmitContext
 from edge.roles.headpose.analyzer import HeadPoseAnalyzer
 from edge.roles.headpose.config import HeadPoseConfig
+from edge.roles.headpose.message import HeadPoseWindow
 from edgescreen.clips import make_posture_clip
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber

@@ -31,12 +31,13 @@ from pydantic import ValidationError
 
 from contract.landmarks import NUM_LANDMARKS
 from contract.landmarks import Landmark as Lm
-from contract.wire import HeadPoseWindow, ModelRef, decode, encode
+from contract.wire import ModelRef, decode, encode
 from edge.perception.types import FrameResult, Person
 from edge.replay import write_replay
 from edge.roles.base import EmitContext
 from edge.roles.headpose.analyzer import HeadPoseAnalyzer
 from edge.roles.headpose.config import HEADPOSE_METRICS, HeadPoseConfig
+from edge.roles.headpose.message import HeadPoseWindow
 from edge.roles.headpose.shift_model import CropBox, HeadShiftModel, ShiftModelError, crop_box, model_input
 from edgescreen.clips import make_posture_clip
 from export.onnx_export import export_checkpoint

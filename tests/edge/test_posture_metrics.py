@@ -9,7 +9,8 @@ import pytest
 
 from contract.landmarks import Landmark as Lm
 from edge.perception.types import Person
-from edge.roles.posture.metrics import compute_metrics, main_person
+from edge.roles.common import main_person
+from edge.roles.posture.metrics import compute_metrics
 
 HEAD = (Lm.NOSE, Lm.LEFT_EYE_INNER, Lm.LEFT_EYE, Lm.LEFT_EYE_OUTER, Lm.RIGHT_EYE_INNER, Lm.RIGHT_EYE,
         Lm.RIGHT_EYE_OUTER, Lm.LEFT_EAR, Lm.RIGHT_EAR, Lm.MOUTH_LEFT, Lm.MOUTH_RIGHT)  # fmt: skip

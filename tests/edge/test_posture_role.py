@@ -17,11 +17,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from contract.wire import ModelRef, PostureWindow, decode, encode, topic_for
+from contract.wire import ModelRef, decode, encode, topic_for
 from edge.perception.types import FrameResult
 from edge.roles.base import EmitContext
 from edge.roles.posture.analyzer import PostureAnalyzer
 from edge.roles.posture.config import POSTURE_METRICS, PostureConfig
+from edge.roles.posture.message import PostureWindow
 from edge.roles.registry import create_analyzer
 from tests.test_posture_metrics import synthetic_person
 

@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 
 from contract.sdnotify import Notifier
-from contract.wire import Heartbeat, PostureWindow, Status, WindowStats
+from contract.wire import Heartbeat, Status
 from edge.config import Profile, validate_profile
 from edge.heartbeat import StageMeter, cpu_temperature_c
 from edge.mqtt_client import MqttPublisher
 from edge.outbox import Outbox
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.posture.message import PostureWindow, WindowStats
 from edge.runtime import CameraHealth, EdgeRuntime, RunLimits
 from tests.support.broker import MosquittoBroker
 from tests.test_delivery import Subscriber

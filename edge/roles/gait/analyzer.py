@@ -19,12 +19,13 @@ import time
 import numpy as np
 
 from contract.hashing import sha256_file as _sha256
-from contract.wire import GaitClass, GaitMeasure, GaitScreening, ModelRef
+from contract.wire import ModelRef
 from edge.backends.base import BackendConfig
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.gait.config import GaitConfig, GaitModelConfig
 from edge.roles.gait.measures import Track, gait_cycles, gait_measures
+from edge.roles.gait.message import GaitClass, GaitMeasure, GaitScreening
 from edge.roles.gait.silhouette import Silhouette, model_input, silhouette_from_mask
 from edge.roles.gait.walk import Walk, WalkDetector, WalkFrame, assess_walk
 from edge.roles.windows import FrameTimeline

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from contract.wire import GaitOutcome
 from edge.roles.gait.config import GaitConfig
+from edge.roles.gait.message import GaitOutcome
 from edge.roles.gait.silhouette import Silhouette
 
 F32 = npt.NDArray[np.float32]

@@ -17,13 +17,13 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
-from contract.wire import HeadPoseStats, HeadPoseWindow
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.common import main_person
 from edge.roles.headpose.config import HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
+from edge.roles.headpose.message import HeadPoseStats, HeadPoseWindow
 from edge.roles.headpose.metrics import compute_headpose, severity_items
 from edge.roles.headpose.shift_model import HeadShiftModel
-from edge.roles.posture.metrics import main_person
 from edge.roles.windows import FrameTimeline, WindowClock, close_windows
 
 log = logging.getLogger(__name__)

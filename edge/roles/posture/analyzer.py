@@ -17,12 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.hashing import sha256_file as _sha256
-from contract.wire import ModelRef, PostureWindow, WindowStats
+from contract.wire import ModelRef
 from edge.backends.base import BackendConfig
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
+from edge.roles.common import main_person
 from edge.roles.posture.config import POSTURE_METRICS, PostureConfig, PostureModelConfig
-from edge.roles.posture.metrics import FrameMetrics, compute_metrics, main_person
+from edge.roles.posture.message import PostureWindow, WindowStats
+from edge.roles.posture.metrics import FrameMetrics, compute_metrics
 from edge.roles.windows import (
     BandChanges,
     FrameTimeline,

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-BandDirection = Literal["above", "below", "abs_above"]
+from edge.roles.common import BandDirection, BandThresholds
+
 POSTURE_METRICS: tuple[str, ...] = (
     "cva_deg",
     "neck_flexion_deg",
@@ -21,30 +22,6 @@ POSTURE_METRICS: tuple[str, ...] = (
     "trunk_flexion_deg",
     "trunk_lateral_lean_deg",
 )
-
-
-class BandThresholds(BaseModel):
-    """Where a metric enters the `moderate` and the `high` risk band (below them it is `ok`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    moderate: float = Field(description="boundary between the ok and the moderate band")
-    high: float = Field(description="boundary between the moderate and the high band")
-    direction: BandDirection = Field(
-        description="'above': larger is worse; 'below': smaller is worse; 'abs_above': larger magnitude is worse"
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> BandThresholds:
-        worse_up = self.direction != "below"
-        if (self.moderate > self.high) if worse_up else (self.moderate < self.high):
-            order = "moderate <= high" if worse_up else "moderate >= high"
-            raise ValueError(
-                f"thresholds for direction {self.direction!r} need {order}, got {self.moderate}, {self.high}"
-            )
-        if self.direction == "abs_above" and self.moderate < 0:
-            raise ValueError("abs_above thresholds are magnitudes and must not be negative")
-        return self
 
 
 def _bands(moderate: float, high: float, direction: BandDirection) -> BandThresholds:

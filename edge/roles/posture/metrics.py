@@ -157,10 +157,3 @@ def compute_metrics(
                 values["trunk_flexion_deg"] = _deg(math.atan2(float(trunk @ forward_h), float(trunk @ UP)))
                 values["trunk_lateral_lean_deg"] = _deg(math.atan2(float(trunk @ left_h), float(trunk @ UP)))
     return FrameMetrics(values, view, yaw, facing)
-
-
-def main_person(persons: list[Person]) -> Person | None:
-    """The person the desk camera watches: the largest in view."""
-    if not persons:
-        return None
-    return max(persons, key=lambda p: max(0.0, p.bbox[2] - p.bbox[0]) * max(0.0, p.bbox[3] - p.bbox[1]))

@@ -1,4 +1,4 @@
-"""The role analyzer interface shared by the posture, gait and head-pose roles."""
+"""The role analyzer interface every role implements (see contract.roles for the registry)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from contract.wire import ModelRef
+from contract.wire import ModelRef, Window
 from edge.perception.types import FrameResult
-from edge.roles.gait.message import GaitScreening
-from edge.roles.headpose.message import HeadPoseWindow
-from edge.roles.posture.message import PostureWindow
 
-ScoreMessage = PostureWindow | GaitScreening | HeadPoseWindow
+ScoreMessage = Window  # every role's wire message is a window (a walk-through is one too)
 Image = npt.NDArray[np.uint8]  # a BGR frame
 
 

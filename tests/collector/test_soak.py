@@ -131,7 +131,15 @@ class Soak:
             time.sleep(0.1)
 
     def start_devices(self, name: str, devices: list[str]) -> None:
-        cmd = [sys.executable, "-m", "tests.test_soak", "--broker", self.broker.url, "--state", str(self.tmp / "state")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.collector.test_soak",
+            "--broker",
+            self.broker.url,
+            "--state",
+            str(self.tmp / "state"),
+        ]
         cmd += ["--period", str(self.period_s), "--produce-until", str(self.produce_until), *devices]
         self._spawn(name, cmd)
 

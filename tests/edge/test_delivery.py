@@ -194,7 +194,9 @@ def _producer_main(outbox_path: str, url: str, total: int, interval: float) -> N
 
 
 def _start_producer(outbox: Path, url: str, total: int) -> subprocess.Popen[bytes]:
-    code = f"from tests.test_delivery import _producer_main; _producer_main({str(outbox)!r}, {url!r}, {total}, 0.02)"
+    code = (
+        f"from tests.edge.test_delivery import _producer_main; _producer_main({str(outbox)!r}, {url!r}, {total}, 0.02)"
+    )
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
 
 

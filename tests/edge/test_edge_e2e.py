@@ -26,8 +26,8 @@ from contract.wire import Status, decode
 from edge.outbox import Outbox
 from edge.roles.posture.message import PostureWindow
 from edgescreen.clips import make_posture_clip
+from tests.edge.test_delivery import Subscriber
 from tests.support.broker import MosquittoBroker, free_port
-from tests.test_delivery import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE, DEVICE = "e2e-site", "e2e-desk"

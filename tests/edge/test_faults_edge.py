@@ -27,9 +27,9 @@ from edge.outbox import Outbox, OutboxFull
 from edgescreen.cli import main
 from edgescreen.clips import make_corrupt_copy, make_posture_clip, make_truncated_copy
 from export.bundle import generate_keypair
+from tests.edge.test_bundles import _bundle, _run
+from tests.edge.test_edge_e2e import _profile
 from tests.support.broker import MosquittoBroker
-from tests.test_bundles import _bundle, _run
-from tests.test_edge_e2e import _profile
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "firmware_config/profiles/office-posture.yaml"

@@ -20,8 +20,8 @@ import numpy as np
 
 from edge.roles.gait.message import GaitScreening
 from edgescreen.clips import BACKGROUND, astronaut_bgr, make_empty_clip
+from tests.edge.test_delivery import Subscriber
 from tests.support.broker import MosquittoBroker
-from tests.test_delivery import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"

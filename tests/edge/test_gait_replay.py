@@ -20,8 +20,8 @@ from edge.perception.types import FrameResult
 from edge.replay import write_replay
 from edge.roles.gait.message import GaitScreening
 from edge.subject_code import subject_token
+from tests.edge.test_delivery import Subscriber
 from tests.support.broker import MosquittoBroker
-from tests.test_delivery import Subscriber
 from training.synth.walkthrough import render_walkthrough
 
 ROOT = Path(__file__).resolve().parents[2]

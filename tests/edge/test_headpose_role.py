@@ -15,8 +15,8 @@ from edge.roles.headpose.analyzer import HeadPoseAnalyzer
 from edge.roles.headpose.config import HeadPoseConfig
 from edge.roles.headpose.message import HeadPoseWindow
 from edgescreen.clips import make_posture_clip
+from tests.edge.test_delivery import Subscriber
 from tests.support.broker import MosquittoBroker
-from tests.test_delivery import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -41,8 +41,8 @@ from edge.roles.headpose.message import HeadPoseWindow
 from edge.roles.headpose.shift_model import CropBox, HeadShiftModel, ShiftModelError, crop_box, model_input
 from edgescreen.clips import make_posture_clip
 from export.onnx_export import export_checkpoint
+from tests.edge.test_headpose_role import run_station
 from tests.support.broker import MosquittoBroker
-from tests.test_headpose_role import run_station
 from training.models.inputs import prepare
 from training.synth.body import J, Skeleton, sample_anthropometry
 from training.synth.camera import Camera, make_camera

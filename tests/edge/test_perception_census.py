@@ -15,7 +15,7 @@ import numpy.typing as npt
 from contract.landmarks import Landmark as L  # noqa: N817
 from edge.backends.base import BackendConfig
 from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
-from tests.test_perception_pipeline import astronaut
+from tests.edge.test_perception_pipeline import astronaut
 
 Image = npt.NDArray[np.uint8]
 FRAMES = 20

@@ -24,7 +24,7 @@ from edge.roles.posture.analyzer import PostureAnalyzer
 from edge.roles.posture.config import POSTURE_METRICS, PostureConfig
 from edge.roles.posture.message import PostureWindow
 from edge.roles.registry import create_analyzer
-from tests.test_posture_metrics import synthetic_person
+from tests.edge.test_posture_metrics import synthetic_person
 
 SITE, DEVICE = "site-a", "desk-7"
 FPS = 10.0

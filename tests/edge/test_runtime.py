@@ -28,8 +28,8 @@ from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.posture.message import PostureWindow, WindowStats
 from edge.runtime import CameraHealth, EdgeRuntime, RunLimits
+from tests.edge.test_delivery import Subscriber
 from tests.support.broker import MosquittoBroker
-from tests.test_delivery import Subscriber
 
 
 class ListResults:

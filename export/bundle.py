@@ -16,8 +16,7 @@ import onnx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from contract.hashing import sha256_file
-from edge.bundles import (
+from contract.bundle import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     BundleError,
@@ -27,6 +26,7 @@ from edge.bundles import (
     key_id,
     load_private_key,
 )
+from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

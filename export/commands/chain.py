@@ -144,7 +144,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from edge.bundles import BundleError
+    from contract.bundle import BundleError
     from export.bundle import build_bundle
 
     try:
@@ -158,7 +158,7 @@ def _bundle(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from edge.bundles import BundleError
+    from contract.bundle import BundleError
     from export.bundle import generate_keypair
 
     try:

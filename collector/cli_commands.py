@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
-import sys
 from pathlib import Path
+
+from contract.errors import EdgeScreenError, UsageError
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,11 +76,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         service = CollectorService(settings)
     except (RulesError, ValueError) as exc:  # DatabaseUrlError and bad --broker/--http are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     except OperationalError as exc:
-        print(f"error: cannot open the database {args.db}: {exc.orig or exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(f"cannot open the database {args.db}: {exc.orig or exc}") from exc
     return service.run_forever()
 
 
@@ -91,23 +90,19 @@ def _user_add(args: argparse.Namespace) -> int:
         try:
             password = args.password_file.read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"error: --password-file {args.password_file}: cannot read it ({exc})", file=sys.stderr)
-            return 2
+            raise UsageError(f"--password-file {args.password_file}: cannot read it ({exc})") from exc
     else:
         password = getpass.getpass(f"password for {args.username}: ")
         if password != getpass.getpass("again: "):
-            print("error: the two passwords differ; nothing changed", file=sys.stderr)
-            return 1
+            raise EdgeScreenError("the two passwords differ; nothing changed")
     try:
         db = open_database(args.db)
     except ValueError as exc:  # a bad --db URL
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     try:
         add_user(db, args.username, password, args.site)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     finally:
         db.dispose()
     print(f"user {args.username} can see: {', '.join(sorted(set(args.site)))}")

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import utcnow_naive
+from contract.errors import EdgeScreenError
 
 _HASHER = PasswordHasher()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -18,7 +19,7 @@ _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MIN_PASSWORD = 10
 
 
-class UserError(ValueError):
+class UserError(EdgeScreenError, ValueError):
     """A user that cannot be created as asked."""
 
 

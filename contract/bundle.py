@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.errors import EdgeScreenError
 from contract.roles import RoleName
 
 MANIFEST_NAME = "manifest.json"
@@ -20,7 +21,7 @@ SIGNATURE_NAME = "manifest.sig"
 BUNDLE_FORMAT = "edgescreen-bundle"
 
 
-class BundleError(RuntimeError):
+class BundleError(EdgeScreenError, RuntimeError):
     """A bundle that must not be installed, or an install/rollback that could not be done."""
 
 

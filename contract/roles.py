@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel
 
+from contract.errors import UsageError
+
 if TYPE_CHECKING:
     from contract.wire import Envelope
 
@@ -39,7 +41,7 @@ class RoleSpec:
     analyzer: str  # "module:Class" of its RoleAnalyzer, imported lazily on the device
 
 
-class UnknownRole(ValueError):
+class UnknownRole(UsageError, ValueError):
     """A role name that is not in the registry."""
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from contract.errors import EdgeScreenError
 from contract.roles import ROLE_PACKAGES, RoleName, role_names, role_specs
 
 SCHEMA_VERSION = 1
@@ -41,7 +42,7 @@ Count = Annotated[int, Field(ge=0, le=2**53)]
 SYSTEM_KINDS: tuple[str, ...] = ("status", "heartbeat")  # every role adds its own kind (contract.roles)
 
 
-class WireError(ValueError):
+class WireError(EdgeScreenError, ValueError):
     """A payload that is not a valid message. `reason` is a short code the collector counts by."""
 
     def __init__(self, reason: str, detail: str) -> None:

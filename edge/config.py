@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from contract.errors import EdgeScreenError, UsageError
 from contract.roles import ROLE_PACKAGES, RoleName, role_spec, role_specs
 from contract.wire import Identifier
 from edge.perception.pipeline import PerceptionConfig
@@ -39,11 +40,11 @@ CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 STATE_DIR_ENV = "EDGESCREEN_STATE_DIR"
 
 
-class ProfileError(ValueError):
+class ProfileError(UsageError, ValueError):
     """A profile that cannot be used; the message names the file, the key path and the reason."""
 
 
-class SecretError(RuntimeError):
+class SecretError(EdgeScreenError, RuntimeError):
     """A secret the profile points to could not be read."""
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from contract.errors import EdgeScreenError
 from contract.hashing import sha256_file as file_sha256
 from contract.wire import ModelRef
 
@@ -85,7 +86,7 @@ class Manifest(_Strict):
     models: dict[str, ModelEntry] = Field(default_factory=dict, description="converted models by name")
 
 
-class ModelStoreError(RuntimeError):
+class ModelStoreError(EdgeScreenError, RuntimeError):
     """A model store that cannot serve a model: missing, unreadable or corrupt."""
 
 

@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
+from contract.errors import EdgeScreenError
 from contract.wire import Status, encode, topic_for, utcnow
 from edge.config import BrokerConfig, SecretError, secret_path
 from edge.outbox import Outbox
@@ -34,7 +35,7 @@ from edge.outbox import Outbox
 log = logging.getLogger(__name__)
 
 
-class MqttConfigError(RuntimeError):
+class MqttConfigError(EdgeScreenError, RuntimeError):
     """The broker settings cannot be used (missing certificate file, bad key...)."""
 
 

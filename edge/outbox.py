@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.errors import EdgeScreenError
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -37,7 +39,7 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-class OutboxError(RuntimeError):
+class OutboxError(EdgeScreenError, RuntimeError):
     """The outbox could not store or read messages."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract.errors import EdgeScreenError
 from contract.landmarks import NUM_LANDMARKS
 from edge.perception.types import FrameResult, HeadPose, Person
 
@@ -43,7 +44,7 @@ _FIELDS = {
 }
 
 
-class ReplayError(ValueError):
+class ReplayError(EdgeScreenError, ValueError):
     """A replay file is missing, malformed or inconsistent; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

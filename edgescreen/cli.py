@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from contract.errors import EdgeScreenError, one_line
+
 # Modules that expose `register(sub, groups)`. Each handler imports its heavy dependencies lazily.
 COMMAND_MODULES = (
     "edge.cli",
@@ -75,5 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is None:
         parser.print_help()
         return 2
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except EdgeScreenError as exc:
+        report(exc, verbose=bool(args.verbose))
+        return exc.exit_code
     return result
+
+
+def report(exc: EdgeScreenError, verbose: bool = False) -> None:
+    """The one place a failed command is reported: one line on stderr, and with -v the chain of causes."""
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+    cause = exc.__cause__ or exc.__context__
+    while verbose and cause is not None:
+        print(f"  cause: {type(cause).__name__}: {one_line(cause)}", file=sys.stderr)
+        cause = cause.__cause__ or cause.__context__

@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from contract.errors import EdgeScreenError
+
 log = logging.getLogger(__name__)
 
 SITE, DEVICE = "demo-office", "demo-desk"
@@ -33,7 +35,7 @@ INSTALL_HINT = (
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(EdgeScreenError):
     """The demo cannot run here; the message says what to do."""
 
 
@@ -189,28 +191,23 @@ def run_demo(
             f"making a {seconds:g} s clip from skimage's astronaut photo (tilting and leaning over time) ...", file=out
         )
         make_posture_clip(clip, seconds=seconds, fps=fps)
-        try:
-            with _broker(broker_url, work) as url:
-                print(f"broker: {url}  (subscribed to edgescreen/v1/#)\n", file=out, flush=True)
-                printer = Printer(url, out)
-                try:
-                    profile = work / "demo-profile.yaml"
-                    profile.write_text(yaml.safe_dump(demo_profile(clip, url, work / "outbox.sqlite", window_s)))
-                    rc = subprocess.call(
-                        [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile)],
-                        stdout=sys.stderr,
-                    )
-                    time.sleep(1.0)  # let the last messages arrive
-                finally:
-                    printer.close()
-        except DemoError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        with _broker(broker_url, work) as url:
+            print(f"broker: {url}  (subscribed to edgescreen/v1/#)\n", file=out, flush=True)
+            printer = Printer(url, out)
+            try:
+                profile = work / "demo-profile.yaml"
+                profile.write_text(yaml.safe_dump(demo_profile(clip, url, work / "outbox.sqlite", window_s)))
+                rc = subprocess.call(
+                    [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile)],
+                    stdout=sys.stderr,
+                )
+                time.sleep(1.0)  # let the last messages arrive
+            finally:
+                printer.close()
         counts = ", ".join(f"{n} {k}" for k, n in sorted(printer.counts.items()))
         print(f"\nreceived: {counts or 'nothing'}", file=out)
         if rc != 0:
-            print(f"error: the device runtime exited with status {rc}", file=sys.stderr)
-            return rc
+            raise EdgeScreenError(f"the device runtime exited with status {rc}", exit_code=rc)
         return 0 if printer.counts.get("posture") else 1
 
 

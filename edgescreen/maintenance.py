@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from collector.storage import open_database, schema
 from collector.timeutil import utcnow_naive
+from contract.errors import EdgeScreenError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ OUTBOX_PATTERNS = ("outbox*.sqlite", "*/outbox*.sqlite")
 BUSY_TIMEOUT_MS = 5000
 
 
-class MaintenanceError(RuntimeError):
+class MaintenanceError(EdgeScreenError, RuntimeError):
     """A maintenance step could not run (state folder missing, database unreachable...)."""
 
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from contract.errors import EdgeScreenError
 from contract.wire import TOPIC_ROOT
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ IdentityKind = Literal["device", "collector", "broker"]
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-class ProvisionError(RuntimeError):
+class ProvisionError(EdgeScreenError, RuntimeError):
     """A provisioning step that cannot be done (bad id, missing CA, unknown identity)."""
 
 

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
+from contract.errors import EdgeScreenError
 from edge.model_store import PERCEPTION_MODELS
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ CALIBRATION_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 EVALUATION_PHOTOS = ("grace_hopper", "immunohistochemistry", "cat", "astronaut_flipped")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(EdgeScreenError, ValueError):
     """The data asked for cannot feed this model."""
 
 

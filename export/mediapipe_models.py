@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.errors import EdgeScreenError
 from edge.model_store import (
     MANIFEST_NAME,
     PERCEPTION_MODELS,
@@ -104,7 +105,7 @@ tensor layout, not the weights' values; see manifest.json for each file's origin
 """
 
 
-class ModelFetchError(RuntimeError):
+class ModelFetchError(EdgeScreenError, RuntimeError):
     """The models could not be fetched; the message is one line saying what and where."""
 
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
+from contract.errors import EdgeScreenError
 from contract.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ OPSET = 17
 HELD_OUT_SEED = 90_210  # never a training/CV seed: parity is checked on inputs the model did not see
 
 
-class ExportError(RuntimeError):
+class ExportError(EdgeScreenError, RuntimeError):
     """The checkpoint could not be exported, or the export does not match PyTorch."""
 
 

@@ -25,6 +25,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from contract.errors import EdgeScreenError
 from contract.hashing import sha256_file
 from export.calibration import ArrayReader, calibration_batches, describe, parse_data
 
@@ -40,7 +41,7 @@ METHODS: dict[str, CalibrationMethod] = {
 WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(EdgeScreenError, RuntimeError):
     """The model could not be quantised as asked (never silently left in float)."""
 
 

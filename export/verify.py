@@ -26,6 +26,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
+from contract.errors import EdgeScreenError
 from contract.hashing import sha256_file
 from export.calibration import ModelInfo, describe, parse_data, perception_inputs, task_samples
 
@@ -36,7 +37,7 @@ _L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 11, 12, 23, 24
 _POSE_POINTS = 33
 
 
-class VerifyError(RuntimeError):
+class VerifyError(EdgeScreenError, RuntimeError):
     """The models cannot be compared (different inputs, unknown task, unreadable)."""
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contract.errors import UsageError
 from contract.roles import role_names
 
 Severity = Literal["info", "warning", "critical"]
@@ -26,7 +27,7 @@ def _metric_kind(kind: str) -> str:
 MetricKind = Annotated[str, AfterValidator(_metric_kind)]
 
 
-class RulesError(ValueError):
+class RulesError(UsageError, ValueError):
     """A rules file that cannot be used; the message names the file and the key."""
 
 

@@ -11,11 +11,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from collector.storage.migrations import migrate
+from contract.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(UsageError, ValueError):
     """A --db value this collector cannot use."""
 
 

@@ -13,6 +13,8 @@ from typing import ClassVar, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.errors import EdgeScreenError
+
 log = logging.getLogger(__name__)
 
 BackendType = Literal["onnxruntime", "tensorrt"]
@@ -34,7 +36,7 @@ _REGISTRY: dict[str, type[Backend]] = {}
 B = TypeVar("B", bound="Backend")
 
 
-class BackendError(RuntimeError):
+class BackendError(EdgeScreenError, RuntimeError):
     """A model could not be loaded or run."""
 
 

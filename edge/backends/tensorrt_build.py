@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from contract.errors import EdgeScreenError
+
 if TYPE_CHECKING:
     import onnx
 
@@ -33,7 +35,7 @@ from edge.backends.engine_cache import (
 log = logging.getLogger(__name__)
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(EdgeScreenError, RuntimeError):
     """An engine could not be built as asked."""
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.errors import EdgeScreenError
 from contract.roles import role_names
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ def _install(args: argparse.Namespace) -> int:
     try:
         result = install_bundle(args.bundle, load_public_key(args.public_key), args.dir)
     except BundleError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"installed {result.role} bundle ({len(result.manifest.models)} models) at {result.release}")
     for model in result.manifest.models:
         print(f"  {model.name:32s} {model.precision:5s} {model.sha256[:16]}")
@@ -51,8 +51,7 @@ def _rollback(args: argparse.Namespace) -> int:
     try:
         result = rollback(args.role, args.dir)
     except BundleError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"{result.role}: current bundle is now {result.release.name}")
     return 0
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.errors import EdgeScreenError, UsageError, one_line
+
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
@@ -32,8 +34,7 @@ def register(groups: Groups) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.profile is None):
-        print("error: give an ONNX model or --profile PROFILE (one of them)", file=sys.stderr)
-        return 2
+        raise UsageError("give an ONNX model or --profile PROFILE (one of them)")
     if args.profile is not None:
         return _build_profile(args)
     return _build_one(args, args.model, args.precision or "fp16", args.cache)
@@ -51,8 +52,7 @@ def _build_profile(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.profile)
     except ProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     perception = profile.perception
     backend = perception.backend
     if backend.type != "tensorrt":
@@ -72,12 +72,18 @@ def _build_profile(args: argparse.Namespace) -> int:
         try:
             model = store.path(name)
         except ModelStoreError as exc:
-            print(f"error: {name}: {exc}", file=sys.stderr)
+            print(f"{name}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        failed += _build_one(args, model, precision, cache) != 0
+        try:
+            _build_one(args, model, precision, cache)
+        except EdgeScreenError as exc:
+            print(one_line(exc), file=sys.stderr)  # go on with the other models; fail at the end
+            failed += 1
     # Role models (posture risk, gait) run on ONNX Runtime on the CPU: they need no engine.
-    return 1 if failed else 0
+    if failed:
+        raise EdgeScreenError(f"{failed} of {len(names)} engines could not be built")
+    return 0
 
 
 def _build_one(args: argparse.Namespace, model: Path, precision: str, cache: Path | None) -> int:
@@ -94,8 +100,7 @@ def _build_one(args: argparse.Namespace, model: Path, precision: str, cache: Pat
             opt_batch=1,
         )
     except EngineBuildError as exc:
-        print(f"error: {model}: {exc}")
-        return 1
+        raise EdgeScreenError(f"{model}: {exc}") from exc
     state = "reused" if result.reused else f"built in {result.seconds:.1f} s"
     print(f"{result.path}: {state} (TensorRT {result.key.tensorrt_version}, {result.key.gpu_name}, {precision})")
     if result.removed_stale:

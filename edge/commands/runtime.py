@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from contract.errors import UsageError
 
 if TYPE_CHECKING:
     from edge.config import Profile
@@ -91,8 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         profile = load_with_overrides(args)
     except ProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     notifier = Notifier()
     try:
         runtime = build_runtime(
@@ -103,8 +103,7 @@ def _run(args: argparse.Namespace) -> int:
             results=ReplayResults(args.replay) if args.replay is not None else None,
         )
     except ReplayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     except (SecretError, RuntimeError, OSError, ValueError) as exc:
         log.error("cannot start the device runtime: %s", exc)
         notifier.status(f"failed to start: {exc}")

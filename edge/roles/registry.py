@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from contract.errors import EdgeScreenError
 from contract.roles import ROLE_PACKAGES, UnknownRole, role_spec
 from edge.roles.base import EmitContext, RoleAnalyzer
 
 
-class RoleUnavailable(RuntimeError):
+class RoleUnavailable(EdgeScreenError, RuntimeError):
     """The role is known but its analyzer is not part of this build."""
 
 

@@ -7,10 +7,12 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
+from contract.errors import EdgeScreenError
+
 Frame = npt.NDArray[np.uint8]  # (H, W, 3) BGR
 
 
-class SourceError(RuntimeError):
+class SourceError(EdgeScreenError, RuntimeError):
     """The source could not be opened or failed while reading (the grabber reopens it with backoff)."""
 
 

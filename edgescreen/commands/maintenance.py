@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from contract.errors import EdgeScreenError
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
@@ -38,8 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         outboxes = find_outboxes(args.state_dir)
     except MaintenanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     for path in outboxes:
         r = compact_outbox(path)
         failed |= r.error is not None
@@ -68,8 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             retention = apply_retention(db_url, args.retain_days, args.dead_letter_days)
         except MaintenanceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            raise EdgeScreenError(str(exc)) from exc
         report["retention"] = {"cutoff": retention.cutoff, "deleted": retention.deleted}
         if not args.json:
             counts = ", ".join(f"{table} {n}" for table, n in retention.deleted.items())

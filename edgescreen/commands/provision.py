@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from contract.errors import EdgeScreenError
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
@@ -67,8 +68,7 @@ def _ca(args: argparse.Namespace) -> int:
         cert = SitePKI(root, args.site).create_ca(days=args.days)
         write_acl(root)
     except ProvisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"site CA: {cert}")
     return 0
 
@@ -84,8 +84,7 @@ def _issue(args: argparse.Namespace) -> int:
         if args.bundle:
             pki.pack(issued, Path(args.bundle))
     except ProvisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"{issued.kind} {issued.identity}: credentials in {issued.bundle_dir}; ACL updated: {acl}")
     return _refresh(root)
 
@@ -97,8 +96,7 @@ def _broker_files(args: argparse.Namespace) -> int:
     try:
         dest = install_broker_files(_pki_dir(args), args.site, args.name, Path(args.dest), args.group)
     except ProvisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"broker files in {dest} (reload the broker: systemctl reload mosquitto)")
     return 0
 
@@ -112,8 +110,7 @@ def _refresh(root: Path) -> int:
         for dest in refresh_broker_files(root):
             print(f"broker files updated in {dest} (reload the broker: systemctl reload mosquitto)")
     except ProvisionError as exc:
-        print(f"error: the PKI changed but the broker's copies did not: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(f"the PKI changed but the broker's copies did not: {exc}") from exc
     return 0
 
 
@@ -126,7 +123,6 @@ def _revoke(args: argparse.Namespace) -> int:
         serial = pki.revoke(args.kind, args.name)
         write_acl(root)
     except ProvisionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"revoked serial {serial:x}; CRL: {pki.dir / 'crl.pem'} (reload the broker: systemctl reload mosquitto)")
     return _refresh(root)

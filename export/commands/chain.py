@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.errors import EdgeScreenError
 from contract.roles import role_names
 
 if TYPE_CHECKING:
@@ -79,8 +80,7 @@ def _onnx(args: argparse.Namespace) -> int:
     try:
         result = export_checkpoint(args.checkpoint, args.out, tolerance=args.tolerance, samples=args.samples)
     except ExportError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"wrote {args.out}: max abs difference vs PyTorch {result.max_abs_diff:.3g} on {result.samples} inputs")
     return 0
 
@@ -100,8 +100,7 @@ def _quantize(args: argparse.Namespace) -> int:
             target=args.target,
         )
     except (QuantizationError, CalibrationError) as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(
         f"wrote {args.out}: INT8 QDQ, {result.quantized_weights}/{result.weight_ops} weight ops quantised "
         f"(per-channel), {result.activation_quantizers} activation quantizers, {result.calibration_samples} "
@@ -117,8 +116,7 @@ def _fp16(args: argparse.Namespace) -> int:
     try:
         count = convert_fp16(args.model, args.out)
     except QuantizationError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"wrote {args.out}: {count} FP16 initializers, inputs/outputs kept FP32")
     return 0
 
@@ -131,15 +129,13 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         report = verify_models(args.reference, args.candidate, args.data, budget, samples=args.samples, seed=args.seed)
     except (VerifyError, CalibrationError) as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     stem = args.report or args.candidate.parent / f"{args.candidate.name.removesuffix('.onnx')}.parity"
     json_path, md_path = write_report(report, stem)
     print(report.markdown())
     print(f"report: {json_path} {md_path}")
     if not report.passed:
-        print("error: parity budget exceeded: " + "; ".join(report.failures))
-        return 1
+        raise EdgeScreenError("parity budget exceeded: " + "; ".join(report.failures))
     return 0
 
 
@@ -150,8 +146,7 @@ def _bundle(args: argparse.Namespace) -> int:
     try:
         manifest = build_bundle(args.role, args.models, args.key, args.out, parity_reports=args.parity)
     except BundleError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"wrote {args.out}: {args.role} bundle, key id {manifest.key_id}")
     print(json.dumps([{"name": m.name, "precision": m.precision, "sha256": m.sha256} for m in manifest.models]))
     return 0
@@ -164,8 +159,7 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         kid = generate_keypair(args.out, overwrite=args.force)
     except BundleError as exc:
-        print(f"error: {exc}")
-        return 1
+        raise EdgeScreenError(str(exc)) from exc
     print(f"wrote signing key {args.out} (keep it off the devices) and public key {args.out.with_suffix('.pub')}")
     print(f"key id {kid}")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contract.errors import EdgeScreenError
 
-class ConversionError(ValueError):
+
+class ConversionError(EdgeScreenError, ValueError):
     """A TFLite model that this converter cannot translate faithfully."""

@@ -274,8 +274,9 @@ def test_demo_without_mosquitto_says_how_to_get_it(
     from edgescreen import demo
 
     monkeypatch.setattr(demo, "find_mosquitto", lambda: None)  # stands for a host without Mosquitto
-    assert demo.run_demo(None, io.StringIO(), seconds=1.0) == 1
-    assert "sudo apt-get install mosquitto" in capsys.readouterr().err
+    with pytest.raises(demo.DemoError, match="sudo apt-get install mosquitto") as err:
+        demo.run_demo(None, io.StringIO(), seconds=1.0)
+    assert err.value.exit_code == 1
 
 
 def test_a_camera_that_fails_for_good_ends_the_run_with_an_error(tmp_path: Path, model_dir: Path) -> None:

@@ -66,11 +66,12 @@ def test_tensorrt_profile_without_tensorrt_names_every_model_and_fails(
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     profile = _profile(tmp_path, "    type: tensorrt\n    precision: int8\n")
     assert main(["engine", "build", "--profile", str(profile)]) == 1
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     for name in ("pose_detection", "pose_landmark_full", "face_detection_short_range", "face_landmark"):
-        assert f"{name} (int8)" in out
-        assert f"error: {model_dir / name}" in out
-    assert "TensorRT's Python package is not installed" in out
+        assert f"{name} (int8)" in captured.out
+        assert f"{model_dir / name}" in captured.err
+    assert "TensorRT's Python package is not installed" in captured.err
+    assert "error: 4 of 4 engines could not be built" in captured.err
 
 
 def test_missing_model_store_and_broken_profile_are_named(
@@ -79,7 +80,8 @@ def test_missing_model_store_and_broken_profile_are_named(
     monkeypatch.setenv("EDGESCREEN_MODEL_DIR", str(tmp_path / "no-models"))
     profile = _profile(tmp_path, "    type: tensorrt\n")
     assert main(["engine", "build", "--profile", str(profile)]) == 1
-    assert "error: pose_detection:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pose_detection: " in err and "error: 4 of 4 engines could not be built" in err
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(profile.read_text().replace("type: tensorrt", "type: tensorrt\n    precsion: fp16"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract.errors import EdgeScreenError
 
-class DatasetError(ValueError):
+
+class DatasetError(EdgeScreenError, ValueError):
     """A data file is missing, malformed or inconsistent. `path` is the file; the message starts with it."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

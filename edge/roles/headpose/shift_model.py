@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from contract.errors import EdgeScreenError
 from contract.hashing import sha256_file
 from contract.landmarks import Landmark as Lm
 from contract.wire import ModelRef
@@ -48,7 +49,7 @@ MIN_SHOULDER_PX = 8.0  # narrower shoulders give a crop too coarse to read a shi
 FloatArray = npt.NDArray[np.float32]
 
 
-class ShiftModelError(ValueError):
+class ShiftModelError(EdgeScreenError, ValueError):
     """The configured shift model cannot be used; the message names the file and what is wrong."""
 
 

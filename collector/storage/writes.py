@@ -83,11 +83,14 @@ class PreparedBatch:
             out.append(Facts(mid, site, device_id, kind, _datetime(start), _datetime(end), metrics, label, outcome))
         return out
 
-    def one(self, index: int) -> PreparedBatch:
-        """Score row `index` alone with its metrics (to store a failing batch message by message)."""
-        at = sum(self.metric_counts[:index]) * 2
-        n = self.metric_counts[index]
-        return PreparedBatch([self.scores[index]], self.metrics[at : at + 2 * n], [n], [], [])
+    def subset(self, indexes: list[int]) -> PreparedBatch:
+        """The given score rows alone, with their metrics (to split a batch that fails to store)."""
+        offsets = list(accumulate(self.metric_counts, initial=0))
+        metrics: list[Any] = []
+        for i in indexes:
+            metrics += self.metrics[2 * offsets[i] : 2 * offsets[i + 1]]
+        counts = [self.metric_counts[i] for i in indexes]
+        return PreparedBatch([self.scores[i] for i in indexes], metrics, counts, [], [])
 
 
 def _datetime(value: datetime | str) -> datetime:

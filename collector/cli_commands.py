@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import socket
 from pathlib import Path
 
 from contract.errors import EdgeScreenError, UsageError
@@ -17,7 +16,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     run.add_argument("--rules", type=Path, help="alert rules YAML (see firmware_config/alert-rules.example.yaml)")
     run.add_argument("--http", metavar="HOST:PORT", help="serve the dashboard here (e.g. 127.0.0.1:8080)")
     run.add_argument("--share", metavar="GROUP", help="shared subscription group, to split load between collectors")
-    run.add_argument("--client-id", help="MQTT client id; keep it stable so the broker keeps the session")
+    run.add_argument(
+        "--client-id",
+        help="MQTT client id without --tls-cert (with it, the certificate's identity is the client id); default: "
+        "a random id kept in the state folder, so the broker keeps the session across restarts",
+    )
     run.add_argument("--batch", type=int, default=2000, help="most messages stored per transaction")
     run.add_argument(
         "--workers",
@@ -47,27 +50,30 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     user.set_defaults(func=lambda _a: _usage(user))
 
 
-def _default_client_id(share: str | None) -> str:
-    return f"edgescreen-collector-{socket.gethostname()}" + (f"-{share}" if share else "")
-
-
 def _run(args: argparse.Namespace) -> int:
-    from collector.mqtt_url import TlsFiles
+    from collector.client_id import collector_client_id
+    from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
     from collector.service import CollectorService, ServiceSettings
 
+    tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+    try:
+        client_tls(parse_broker_url(args.broker), tls)  # a wrong TLS option first: the client id comes from it
+        client_id = collector_client_id(args.client_id, tls, args.db, args.share, workers=args.workers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     settings = ServiceSettings(
         broker_url=args.broker,
         db_url=args.db,
         rules_path=args.rules,
         http=args.http,
         share_group=args.share,
-        client_id=args.client_id or _default_client_id(args.share),
+        client_id=client_id,
         batch_max=args.batch,
         secret_file=args.secret_file,
         secure_cookies=not args.insecure_cookies,
         k_anonymity=args.k,
         workers=max(1, args.workers),
-        tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key),
+        tls=tls,
     )
     from sqlalchemy.exc import OperationalError
 

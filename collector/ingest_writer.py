@@ -18,6 +18,11 @@ validation instead of under its interpreter lock.
 
 A batch the writer has not reported when either process dies is acknowledged by no one and redelivered by the
 broker; `message_id` makes the replay harmless.
+
+One message never stops the stream. A batch whose transaction fails for a reason of its own (a row the database
+refuses) rather than an outage is halved, and each half stored or halved again, until the messages that fail
+alone are found; those become dead letters (reason `store_error`, with the database's error) and the rest is
+stored. An outage is retried with backoff instead (`_RETRYABLE`), the same batch, until it commits.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ import multiprocessing
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
@@ -38,7 +44,7 @@ from collector.alerts.rules import RulesFile
 from collector.storage.engine import Database, open_database
 from collector.storage.writes import PreparedBatch, Rejected, write_prepared
 from collector.timeutil import utcnow_naive
-from contract.wire import TOPIC_ROOT, Alert
+from contract.wire import Alert, topic_for
 
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (OperationalError, InterfaceError, DisconnectionError)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,8 @@ class _Writer:
         self.db = db
         self.settings = settings
         self.waiting: deque[tuple[Any, ...]] = deque()  # received while retrying an earlier batch
-        self.alerts: list[Alert] = []
+        self.alerts: list[Alert] = []  # raised by the transactions of the batch being stored that committed
+        self.new: set[int] = set()  # score rows of that batch committed so far (before an outage too)
         self.engine: AlertEngine | None = None
         if settings.rules is not None:
             from collector.alerts.engine import AlertEngine
@@ -150,10 +158,13 @@ class _Writer:
 
     def _commit(self, batch: PreparedBatch) -> list[int] | None:
         """Write until it commits; None when asked to stop (or orphaned) before it could."""
+        self.alerts.clear()
+        self.new.clear()
         delay = 0.1
         while True:
             try:
-                return self._commit_once(batch)
+                self._commit_once(batch)
+                return sorted(self.new)
             except _RETRYABLE as exc:
                 try:
                     self.conn.send(("db_error", str(exc).splitlines()[0][:300]))
@@ -173,15 +184,25 @@ class _Writer:
                 self.waiting.append(event)
             delay = min(delay * 2, self.settings.backoff_max_s)
 
-    def _commit_once(self, batch: PreparedBatch, rules: bool = True) -> list[int]:
-        """One transaction: the batch's rows and, with alert rules, their evaluation on its new messages, so
-        that scores, rule states and alerts commit together (a batch replayed after a crash is evaluated in the
-        transaction that stores it, or was evaluated already)."""
-        limit = self.settings.dead_letter_limit
-        self.alerts.clear()  # of an attempt that rolled back
+    def _commit_once(self, batch: PreparedBatch) -> None:
+        """The batch in one transaction; when that fails for a reason of its own, not an outage, it is split."""
+        try:
+            self._transaction(batch, list(range(len(batch.scores))))
+        except _RETRYABLE:
+            raise
+        except Exception as exc:
+            log.error("batch of %d failed to store (%s); halving it to find what fails", len(batch.scores), _text(exc))
+            self._commit_split(batch)
+
+    def _transaction(self, batch: PreparedBatch, rows: list[int], rules: bool = True) -> None:
+        """One transaction: `batch` (whose score rows are rows `rows` of the batch being stored) and, with alert
+        rules, their evaluation on its new messages, so that scores, rule states and alerts commit together (a batch
+        replayed after a crash is evaluated in the transaction that stores it, or was evaluated already). The alerts
+        of a transaction that rolls back are dropped; the rows it committed join `self.new`."""
+        mark = len(self.alerts)
         try:
             with self.db.engine.begin() as conn:
-                new = write_prepared(conn, self.db, batch, limit)
+                new = write_prepared(conn, self.db, batch, self.settings.dead_letter_limit)
                 if rules and self.engine is not None and new:
                     try:
                         self.engine.evaluate(conn, batch.facts(new))
@@ -189,53 +210,82 @@ class _Writer:
                         raise
                     except Exception as exc:
                         raise _RulesFailed from exc
-                return new
+        except _RulesFailed as exc:
+            # A fault of the rules, not of the scores: store the rows without them rather than not at all.
+            del self.alerts[mark:]
+            log.error("alert rules failed on %d messages; storing them without them", len(batch.scores), exc_info=exc)
+            self._transaction(batch, rows, rules=False)
+            return
+        except BaseException:
+            del self.alerts[mark:]
+            raise
+        self.new.update(rows[i] for i in new)
+
+    def _commit_split(self, batch: PreparedBatch) -> None:
+        """Store a batch that failed as a whole: its messages by halves, down to each one that fails alone, which
+        becomes a dead letter with its error; then its device registry rows and dead letters, halved the same way
+        if they fail. One bad message in n costs about 2·log2(n) transactions, and the stream goes on."""
+        failed: list[Rejected] = []
+
+        def store_rows(rows: list[int]) -> None:
+            self._transaction(batch.subset(rows), rows)
+
+        def row_failed(row: int, exc: Exception) -> None:
+            failed.append(_dead_letter(batch.scores[row], exc))
+
+        rows = list(range(len(batch.scores)))
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):  # the whole has failed already
+            self._halve(part, store_rows, row_failed)
+        self._halve(batch.devices, self._store_devices, _device_failed)
+        self._halve([*batch.rejected, *failed], self._store_rejects, _reject_failed)
+
+    def _halve(
+        self, items: list[_T], store: Callable[[list[_T]], None], failed: Callable[[_T, Exception], None]
+    ) -> None:
+        """Store `items` in one go; when that fails (not for an outage), each half the same way, down to single
+        items, each of which that still fails goes to `failed`."""
+        if not items:
+            return
+        try:
+            store(items)
         except _RETRYABLE:
             raise
-        except _RulesFailed as exc:
-            # A fault of the rules, not of the scores: store the batch without them rather than not at all.
-            log.error(
-                "alert rules failed on a batch of %d messages; storing it without them", len(batch.scores), exc_info=exc
-            )
-            return self._commit_once(batch, rules=False)
         except Exception as exc:
-            # Not an outage but something in this batch (a constraint, say): store message by message and
-            # dead-letter what fails, so that one message cannot stop ingest.
-            log.error("batch of %d failed to store (%s); storing one by one", len(batch.scores), exc)
-            self.alerts.clear()
-            return self._commit_one_by_one(batch)
+            if len(items) == 1:
+                failed(items[0], exc)
+                return
+            half = len(items) // 2
+            self._halve(items[:half], store, failed)
+            self._halve(items[half:], store, failed)
 
-    def _commit_one_by_one(self, batch: PreparedBatch) -> list[int]:
-        new: list[int] = []
-        failed = list(batch.rejected)
-        limit = self.settings.dead_letter_limit
-        for i, row in enumerate(batch.scores):
-            try:
-                with self.db.engine.begin() as conn:
-                    if write_prepared(conn, self.db, batch.one(i), limit):
-                        new.append(i)
-            except _RETRYABLE:
-                raise
-            except Exception as exc:
-                message_id, site, device_id, kind = row[:4]
-                log.error("message %s could not be stored: %s", message_id, exc)
-                topic = f"{TOPIC_ROOT}/{site}/{device_id}/{kind}"
-                failed.append(Rejected(topic, "store_error", str(exc)[:500], row[-1].encode(), utcnow_naive()))
+    def _store_devices(self, devices: list[dict[str, Any]]) -> None:
         with self.db.engine.begin() as conn:
-            write_prepared(conn, self.db, PreparedBatch([], [], [], [], failed), limit)
-        if batch.devices:
-            try:
-                with self.db.engine.begin() as conn:
-                    write_prepared(conn, self.db, PreparedBatch([], [], [], batch.devices, []), limit)
-            except _RETRYABLE:
-                raise
-            except Exception as exc:
-                log.error("device registry update of %d devices failed: %s", len(batch.devices), exc)
-        if self.engine is not None and new:
-            # The messages are stored by now: a failure here (an outage included) costs their evaluation only.
-            try:
-                self.engine.on_stored(batch.facts(new))
-            except Exception:
-                log.exception("alert rules failed on %d messages stored one by one", len(new))
-                self.alerts.clear()
-        return new
+            write_prepared(conn, self.db, PreparedBatch([], [], [], devices, []), self.settings.dead_letter_limit)
+
+    def _store_rejects(self, rejected: list[Rejected]) -> None:
+        with self.db.engine.begin() as conn:
+            write_prepared(conn, self.db, PreparedBatch([], [], [], [], rejected), self.settings.dead_letter_limit)
+
+
+def _text(exc: BaseException) -> str:
+    """The error in one line: the driver's own message where the database raised it (SQLAlchemy's text adds the
+    statement and its parameters)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def _dead_letter(row: tuple[Any, ...], exc: Exception) -> Rejected:
+    message_id, site, device_id, kind = row[:4]
+    log.error("message %s could not be stored: %s", message_id, _text(exc))
+    return Rejected(topic_for(site, device_id, kind), "store_error", _text(exc), row[-1].encode(), utcnow_naive())
+
+
+def _device_failed(row: dict[str, Any], exc: Exception) -> None:
+    # Its messages are stored; only the registry's summary of the device misses them.
+    log.error("device registry row of %s/%s could not be stored: %s", row["site"], row["device_id"], _text(exc))
+
+
+def _reject_failed(rejected: Rejected, exc: Exception) -> None:
+    log.error("dead letter (%s) on %.200r could not be stored: %s", rejected.reason, rejected.topic, _text(exc))

@@ -178,15 +178,20 @@ def encode(message: BaseModel) -> bytes:
 def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
     """Validate a device payload (and, when given, that it matches its topic).
 
-    Raises WireError with reason oversized | encoding | malformed_json | unknown_version | invalid |
-    wrong_topic.
+    Raises WireError with reason oversized | encoding (not UTF-8, or a NUL) | malformed_json | unknown_version |
+    invalid | wrong_topic.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    # NUL is no character of any message, and PostgreSQL text cannot hold it: refused before anything stores it.
+    if (at := payload.find(b"\x00")) != -1:
+        raise WireError("encoding", f"payload holds a NUL byte at offset {at}")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WireError("encoding", f"payload is not UTF-8: {exc}") from exc
+    if (at := _escaped_nul(text)) != -1:
+        raise WireError("encoding", f"payload holds the JSON escape \\u0000 (NUL) at offset {at}")
     try:
         # One parse on the happy path: the collector decodes every message it stores.
         message: DeviceMessage = _device_adapter().validate_json(text)
@@ -201,6 +206,19 @@ def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
                 f"kind={message.kind}",
             )
     return message
+
+
+def _escaped_nul(text: str) -> int:
+    """Offset of a JSON escape `\\u0000` in `text`, or -1; an escaped backslash followed by `u0000` is no NUL."""
+    at = text.find("\\u0000")
+    while at != -1:
+        start = at
+        while start > 0 and text[start - 1] == "\\":
+            start -= 1
+        if (at - start) % 2 == 0:  # an even run of backslashes before it: this one starts an escape
+            return at
+        at = text.find("\\u0000", at + 1)
+    return -1
 
 
 def _raise_reason(text: str, exc: ValidationError) -> NoReturn:

@@ -174,7 +174,10 @@ class TlsConfig(_Section):
 class BrokerConfig(_Section):
     url: str = Field(description="mqtt://HOST[:1883] or mqtts://HOST[:8883]")
     client_id: str | None = Field(
-        default=None, max_length=64, description="MQTT client id; default '<site>-<device_id>' (stable: session)"
+        default=None,
+        max_length=64,
+        description="MQTT client id without a client certificate; default '<site>-<device_id>' (stable: session). "
+        "With tls.cert the client id is the certificate's identity (its CN), as the site broker enforces",
     )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive; the last will fires after ~1.5x")
     session_expiry_s: int = Field(
@@ -272,6 +275,8 @@ class Profile(_Section):
 
     @property
     def client_id(self) -> str:
+        """The configured client id; with a client certificate the publisher connects as the certificate's
+        identity instead (edge.mqtt_client.client_id_for)."""
         return self.broker.client_id or f"{self.device.site}-{self.device.device_id}"
 
 

@@ -8,6 +8,9 @@ collector's to remove (by message_id); losses are not.
 
 `online` (retained) is published only after a successful CONNACK; `offline` (retained) is the last will
 and is also published on a clean stop.
+
+With a client certificate the client id is the certificate's identity (its CN): the shipped broker binds the
+two, so no other certificate can take over this device's session or fire its last will.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from contract.errors import EdgeScreenError
 from contract.wire import Status, encode, topic_for, utcnow
 from edge.config import BrokerConfig, SecretError, secret_path
 from edge.outbox import Outbox
+from edge.tls_identity import CertificateIdentityError, certificate_identity
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,26 @@ class PublisherStats:
     disconnects: int = 0
     last_error: str | None = None
     refused_codes: dict[str, int] = field(default_factory=dict)
+
+
+def client_id_for(broker: BrokerConfig, default: str) -> str:
+    """The client id to connect with: the client certificate's identity when there is one, else `default`.
+
+    A `broker.client_id` that differs from the certificate's identity is refused: the broker would replace it.
+    """
+    ref = broker.tls.cert if broker.tls is not None else None
+    if ref is None:
+        return default
+    try:
+        identity = certificate_identity(secret_path(ref, "broker.tls.cert"))
+    except (SecretError, CertificateIdentityError) as exc:
+        raise MqttConfigError(f"broker.tls.cert: {exc}") from exc
+    if broker.client_id is not None and broker.client_id != identity:
+        raise MqttConfigError(
+            f"broker.client_id {broker.client_id!r}: with a client certificate the client id is the certificate's "
+            f"identity {identity!r}; drop broker.client_id"
+        )
+    return identity
 
 
 def make_client(broker: BrokerConfig, client_id: str, password: bytes | None = None) -> mqtt.Client:
@@ -116,7 +140,16 @@ class MqttPublisher:
         self.role = role
         self.stats = PublisherStats()
         self.status_topic = topic_for(site, device_id, "status")
-        self._client = make_client(broker, client_id, password)
+        self.client_id = client_id_for(broker, client_id)
+        if broker.tls is not None and broker.tls.cert is not None and self.client_id != f"{site}.{device_id}":
+            log.warning(
+                "broker.tls.cert is the certificate of %r, not of device %s of site %s: a site broker's ACL "
+                "refuses its scores",
+                self.client_id,
+                device_id,
+                site,
+            )
+        self._client = make_client(broker, self.client_id, password)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -209,7 +242,10 @@ class MqttPublisher:
             return
         self.stats.connects += 1
         log.info(
-            "connected to %s (session present: %s)", self.broker.url, bool(getattr(flags, "session_present", False))
+            "connected to %s as %s (session present: %s)",
+            self.broker.url,
+            self.client_id,
+            bool(getattr(flags, "session_present", False)),
         )
         client.publish(self.status_topic, encode(self._status("online")), qos=1, retain=True)
         self._connect_gen += 1
@@ -303,8 +339,12 @@ class MqttPublisher:
 
 
 def check_broker(broker: BrokerConfig, client_id: str, password: bytes | None, timeout: float = 10.0) -> str:
-    """Connect once (clean, no session, no will) and wait for CONNACK; returns a description or raises."""
-    client = make_client(broker, f"{client_id}-check", password)
+    """Connect once (clean, no session, no will) and wait for CONNACK; returns a description or raises.
+
+    With a client certificate the check connects under the certificate's identity, like the runtime: a
+    runtime already connected with it is disconnected and reconnects.
+    """
+    client = make_client(broker, client_id_for(broker, f"{client_id}-check"), password)
     outcome: dict[str, str] = {}
     done = threading.Event()
 

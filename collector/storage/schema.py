@@ -95,7 +95,9 @@ dead_letters = Table(
     Column("reason", String(32), nullable=False),
     Column("detail", String(500), nullable=False),
     Column("payload_size", Integer, nullable=False),
-    Column("payload", Text, nullable=False),  # truncated, undecodable bytes replaced
+    # The first 2,048 bytes as text: valid UTF-8 as received, NUL and bytes that are not UTF-8 written \xNN
+    # (writes.dead_letter_payload), so that any payload is storable, PostgreSQL included.
+    Column("payload", Text, nullable=False),
 )
 
 reject_counts = Table(

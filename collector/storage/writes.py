@@ -83,11 +83,14 @@ class PreparedBatch:
             out.append(Facts(mid, site, device_id, kind, _datetime(start), _datetime(end), metrics, label, outcome))
         return out
 
-    def one(self, index: int) -> PreparedBatch:
-        """Score row `index` alone with its metrics (to store a failing batch message by message)."""
-        at = sum(self.metric_counts[:index]) * 2
-        n = self.metric_counts[index]
-        return PreparedBatch([self.scores[index]], self.metrics[at : at + 2 * n], [n], [], [])
+    def subset(self, indexes: list[int]) -> PreparedBatch:
+        """The given score rows alone, with their metrics (to split a batch that fails to store)."""
+        offsets = list(accumulate(self.metric_counts, initial=0))
+        metrics: list[Any] = []
+        for i in indexes:
+            metrics += self.metrics[2 * offsets[i] : 2 * offsets[i + 1]]
+        counts = [self.metric_counts[i] for i in indexes]
+        return PreparedBatch([self.scores[i] for i in indexes], metrics, counts, [], [])
 
 
 def _datetime(value: datetime | str) -> datetime:
@@ -333,15 +336,52 @@ def _case(cond: Any, then: Any, otherwise: Any) -> Any:
     return case((cond, then), else_=otherwise)
 
 
+def storable_text(text: str, limit: int) -> str:
+    """`text` as both databases can store it, at most `limit` characters: NUL (which PostgreSQL text refuses) and
+    lone surrogates (which no database encoding holds) are written as backslash escapes."""
+    text = text[:limit]
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit]
+
+
+def dead_letter_payload(payload: bytes, limit: int = DEAD_LETTER_PAYLOAD_CHARS) -> str:
+    """A refused payload as dead-letter text: its first `limit` bytes, valid UTF-8 as it is, NUL and every byte that
+    is not UTF-8 written `\\xNN`; at most `limit` characters, never ending in a cut escape."""
+    head = payload[:limit]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if "\x00" not in text:
+            return text  # the common case: nothing to escape, and no longer than `limit`
+    # Bytes that are not UTF-8 decode to the surrogates U+DC80..U+DCFF, one each.
+    out: list[str] = []
+    size = 0
+    for char in head.decode("utf-8", "surrogateescape"):
+        piece = f"\\x{ord(char) & 0xFF:02x}" if char == "\x00" or "\udc80" <= char <= "\udcff" else char
+        size += len(piece)
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out)
+
+
 def _store_rejects(conn: Connection, db: Database, rejected: list[Rejected], limit: int) -> None:
     rows = [
         {
             "received_at": r.received_at,
-            "topic": r.topic[:256],
-            "reason": r.reason[:32],
-            "detail": r.detail[:500],
+            "topic": storable_text(r.topic, 256),
+            "reason": storable_text(r.reason, 32),
+            "detail": storable_text(r.detail, 500),
             "payload_size": len(r.payload),
-            "payload": r.payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", errors="replace"),
+            "payload": dead_letter_payload(r.payload),
         }
         for r in rejected
     ]
@@ -349,7 +389,7 @@ def _store_rejects(conn: Connection, db: Database, rejected: list[Rejected], lim
     # Bounded: keep the newest `limit` dead letters.
     newest = conn.execute(select(func.max(schema.dead_letters.c.id))).scalar() or 0
     conn.execute(delete(schema.dead_letters).where(schema.dead_letters.c.id <= newest - limit))
-    counts = Counter(r.reason[:32] for r in rejected)
+    counts = Counter(storable_text(r.reason, 32) for r in rejected)
     last = max(r.received_at for r in rejected)
     stmt = db.insert(schema.reject_counts)
     stmt = stmt.on_conflict_do_update(

@@ -7,57 +7,21 @@ import grp
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from collector.simulate import posture
 from collector.storage import Database, open_database, schema
 from contract.wire import encode, topic_for
-from edgescreen.broker_files import install_broker_files
 from edgescreen.provision import SitePKI, write_acl
-from tests.support.broker import MosquittoBroker
 from tests.support.collector import collector_cmd
-
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_CONF = ROOT / "firmware_config" / "mosquitto" / "edgescreen.conf"
-
-
-class ShippedBroker(MosquittoBroker):
-    """Mosquitto running the shipped edgescreen.conf with its paths pointed at broker files installed by
-    `provision broker-files` from a test PKI."""
-
-    def __init__(self, workdir: Path, files: Path) -> None:
-        super().__init__(workdir)
-        self.files = files
-
-    def config_text(self) -> str:
-        text = SHIPPED_CONF.read_text()
-        assert "/etc/mosquitto/edgescreen/" in text
-        text = text.replace("/etc/mosquitto/edgescreen", str(self.files))
-        text = re.sub(r"^listener 8883$", f"listener {self.port} {self.host}", text, flags=re.M)
-        text = text.replace("/var/lib/mosquitto/", f"{self.workdir}/")
-        text = text.replace("log_dest syslog", f"log_dest file {self.workdir}/broker.log")
-        return text + ("\nuser root\n" if os.geteuid() == 0 else "")
-
-
-@dataclass
-class Pki:
-    root: Path
-    site: SitePKI
-
-    def creds(self, identity: str, site: str = "school1") -> Path:
-        return self.root / site / "issued" / identity
+from tests.support.shipped_broker import ROOT, Client, Pki, ShippedBroker, start_shipped_broker, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -81,50 +45,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShippedBroker]:
     files = tmp_path_factory.mktemp("broker-files")
-    install_broker_files(pki.root, "school1", "mqtt", files, group=grp.getgrgid(os.getgid()).gr_name)
-    broker = ShippedBroker(tmp_path_factory.mktemp("broker"), files)
-    broker.start()
+    broker = start_shipped_broker(pki.root, "school1", files, tmp_path_factory.mktemp("broker"))
     yield broker
     broker.stop()
-
-
-class Client:
-    """A paho MQTT v5 client that records what happened, for assertions."""
-
-    def __init__(self, broker: ShippedBroker, creds: Path | None, ca: Path) -> None:
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"t-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
-        )
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
-        if creds is not None:
-            context.load_cert_chain(str(creds / "cert.pem"), str(creds / "key.pem"))
-        self.client.tls_set_context(context)
-        self.broker = broker
-        self.connected = threading.Event()
-        self.subacks: list[list[int]] = []
-        self.pubacks: dict[int, int] = {}
-        self.messages: list[tuple[str, bytes]] = []
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subacks.append([int(rc.value) for rc in codes])
-        self.client.on_publish = lambda c, u, mid, rc, p: self.pubacks.__setitem__(mid, int(rc.value))
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload)))
-
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
-        if not getattr(rc, "is_failure", True):
-            self.connected.set()
-
-    def connect(self, timeout: float = 5.0) -> bool:
-        try:
-            self.client.connect(self.broker.host, self.broker.port, keepalive=10)
-        except (ssl.SSLError, OSError):
-            return False
-        self.client.loop_start()
-        ok = self.connected.wait(timeout)
-        return ok
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def _connects(broker: ShippedBroker, creds: Path | None, ca: Path) -> bool:
@@ -165,7 +88,7 @@ def test_acl_confines_devices_and_collectors(pki: Pki, secure_broker: ShippedBro
         assert collector.connect() and dev_a.connect()
         collector.client.subscribe("edgescreen/v1/#", qos=1)
         dev_a.client.subscribe("edgescreen/v1/#", qos=1)
-        _wait(lambda: len(collector.subacks) == 1 and len(dev_a.subacks) == 1)
+        wait_for(lambda: len(collector.subacks) == 1 and len(dev_a.subacks) == 1)
         assert collector.subacks[0] == [1]  # granted QoS 1
         # Mosquitto grants a subscription and applies the read ACL per message: a device receives nothing.
 
@@ -173,7 +96,7 @@ def test_acl_confines_devices_and_collectors(pki: Pki, secure_broker: ShippedBro
         foreign = dev_a.client.publish("edgescreen/v1/school1/dev-b/posture", b"foreign", qos=1)
         forged = collector.client.publish("edgescreen/v1/school1/dev-b/posture", b"forged", qos=1)
         alert = collector.client.publish("edgescreen/v1/school1/alerts", b"alert", qos=1)
-        _wait(
+        wait_for(
             lambda: {own.mid, foreign.mid} <= set(dev_a.pubacks) and {forged.mid, alert.mid} <= set(collector.pubacks)
         )
         time.sleep(0.5)
@@ -196,17 +119,8 @@ def test_acl_file_lists_exactly_the_issued_identities(pki: Pki) -> None:
     assert "topic read" not in acl.split("user collector")[0]  # no device reads anything
 
 
-def _wait(cond: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(cond) and cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-def _collector_cmd(tmp_path: Path, broker_url: str, *tls: str) -> list[str]:
-    return collector_cmd(broker_url, f"sqlite:///{tmp_path}/c.db", f"c1-{tmp_path.name}", *tls)
+def _collector_cmd(tmp_path: Path, broker_url: str, *options: str, client_id: str | None = None) -> list[str]:
+    return collector_cmd(broker_url, f"sqlite:///{tmp_path}/c.db", client_id or f"c1-{tmp_path.name}", *options)
 
 
 def test_collector_with_its_certificate_stores_what_a_device_publishes(
@@ -224,17 +138,16 @@ def test_collector_with_its_certificate_stores_what_a_device_publishes(
     ]
     log = tmp_path / "collector.log"
     url = f"mqtts://{secure_broker.host}:{secure_broker.port}"
-    proc = subprocess.Popen(
-        _collector_cmd(tmp_path, url, *tls), cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
+    cmd = _collector_cmd(tmp_path, url, *tls, client_id="collector.school1.c1")  # its certificate's identity
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     device = Client(secure_broker, pki.creds("school1.dev-a"), pki.root / "school1" / "ca.crt")
     db = open_database(f"sqlite:///{tmp_path}/c.db")
     try:
-        _wait(lambda: "subscribed to" in log.read_text(), timeout=30)
+        wait_for(lambda: "subscribed to" in log.read_text(), timeout=30)
         assert device.connect()
         window = posture("school1", "dev-a", 0, dt.datetime.now(dt.UTC))
         device.client.publish(topic_for("school1", "dev-a", "posture"), encode(window), qos=1)
-        _wait(lambda: _stored(db) == [str(window.message_id)], timeout=15)
+        wait_for(lambda: _stored(db) == [str(window.message_id)], timeout=15)
     finally:
         device.close()
         proc.terminate()
@@ -247,6 +160,7 @@ def test_collector_tls_and_secret_options_are_checked_before_it_starts(pki: Pki,
     short = tmp_path / "short.key"
     short.write_text("abc\n")
     http = ["--http", "127.0.0.1:18081", "--secret-file"]
+    pair = ["--tls-cert", str(creds / "cert.pem"), "--tls-key", str(creds / "key.pem")]
     cases = [
         ("mqtt://127.0.0.1:1", [*http, str(tmp_path / "nope.key")], "--secret-file .*nope.key: cannot read it"),
         ("mqtt://127.0.0.1:1", [*http, str(short)], "--secret-file .*short.key: 3 bytes"),
@@ -254,11 +168,18 @@ def test_collector_tls_and_secret_options_are_checked_before_it_starts(pki: Pki,
         ("mqtts://127.0.0.1:1", ["--tls-cert", str(creds / "cert.pem")], "--tls-cert and --tls-key go together"),
         ("mqtts://127.0.0.1:1", ["--tls-ca", str(creds / "key.pem")], "--tls-ca .*key.pem: not a PEM CA"),
         ("mqtt://127.0.0.1:1", ["--tls-ca", str(creds / "ca.crt")], "need an mqtts:// --broker"),
+        # With a certificate the client id is its identity: another --client-id, or several ingest processes
+        # sharing one certificate (the broker would let them replace each other), are refused.
+        ("mqtts://127.0.0.1:1", pair, "--client-id 'c1-.*': .* identity 'collector.school1.c1'; drop --client-id"),
     ]
     for url, tls, error in cases:
         done = subprocess.run(_collector_cmd(tmp_path, url, *tls), cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (tls, done.stderr)
         assert re.search(error, done.stderr), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    workers = _collector_cmd(tmp_path, "mqtts://127.0.0.1:1", *pair, "--workers", "2", client_id="collector.school1.c1")
+    done = subprocess.run(workers, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--workers 2 with --tls-cert" in done.stderr, done.stderr
     assert not (tmp_path / "c.db").exists(), "a refused start touched the database"
 
 

@@ -82,35 +82,13 @@ ANATOMICAL_POINTS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class BodyPoints:
-    """Truth points of one posed body, in the same world frame as its AvatarMesh."""
-
-    blazepose: np.ndarray  # (33, 3) float32 world metres, BlazePose landmark order (contract/landmarks.py)
-    anatomical: dict[str, np.ndarray] = field(default_factory=dict)  # names from ANATOMICAL_POINTS, each (3,)
-
-    def __post_init__(self) -> None:
-        if self.blazepose.shape != (NUM_LANDMARKS, 3):
-            raise ValueError(f"BodyPoints.blazepose: expected shape ({NUM_LANDMARKS}, 3), got {self.blazepose.shape}")
-        for name, p in self.anatomical.items():
-            if np.shape(p) != (3,):
-                raise ValueError(f"BodyPoints.anatomical[{name!r}]: expected shape (3,), got {np.shape(p)}")
-
-    def all_points(self) -> tuple[list[str], np.ndarray]:
-        """Names and an (N, 3) array of every point, BlazePose first: one call for projecting them all."""
-        from contract.landmarks import LANDMARK_NAMES
-
-        names = list(LANDMARK_NAMES) + list(self.anatomical)
-        pts = np.concatenate([self.blazepose, np.asarray(list(self.anatomical.values()), np.float32).reshape(-1, 3)])
-        return names, pts.astype(np.float32)
-
-
-@dataclass(frozen=True)
 class SeatedPlacement:
     """Where the render side must put the chair seat and the desk for a seated pose (world metres).
 
     The seat's top surface is at seat_height_m and its front edge at seat_front_z_m (the subject faces +z, so the
     seat extends towards -z from there). The desk top is at desk_height_m with its near edge at desk_near_z_m and
-    extends towards +z. x is centred on the subject at x = 0 unless the subject was placed elsewhere (centre_x_m).
+    extends towards +z. x is centred on the subject at centre_x_m. For a subject turned by a heading, these are in
+    the subject's own frame (rotate them with the body about the vertical through (centre_x_m, centre_z_m)).
     """
 
     seat_height_m: float
@@ -122,3 +100,35 @@ class SeatedPlacement:
     seat_width_m: float = 0.46
     desk_depth_m: float = 0.70
     desk_width_m: float = 1.20
+    heading_deg: float = 0.0  # the subject's heading: 0 faces +z
+    centre_z_m: float = 0.0  # the pivot of the heading (the subject's mid-hip z before turning)
+
+
+@dataclass(frozen=True)
+class BodyPoints:
+    """Truth points of one posed body, in the same world frame as its AvatarMesh."""
+
+    blazepose: np.ndarray  # (33, 3) float32 world metres, BlazePose landmark order (contract/landmarks.py)
+    anatomical: dict[str, np.ndarray] = field(default_factory=dict)  # names from ANATOMICAL_POINTS, each (3,)
+    # Segment orientations, world frame: "head", "thorax", "pelvis" -> (3, 3) whose columns are the segment's
+    # left, up and forward axes (identity = upright and facing +z, as in the neutral stance).
+    frames: dict[str, np.ndarray] = field(default_factory=dict)
+    seat: SeatedPlacement | None = None  # where the chair and desk go, for a seated pose
+
+    def __post_init__(self) -> None:
+        if self.blazepose.shape != (NUM_LANDMARKS, 3):
+            raise ValueError(f"BodyPoints.blazepose: expected shape ({NUM_LANDMARKS}, 3), got {self.blazepose.shape}")
+        for name, p in self.anatomical.items():
+            if np.shape(p) != (3,):
+                raise ValueError(f"BodyPoints.anatomical[{name!r}]: expected shape (3,), got {np.shape(p)}")
+        for name, r in self.frames.items():
+            if np.shape(r) != (3, 3):
+                raise ValueError(f"BodyPoints.frames[{name!r}]: expected shape (3, 3), got {np.shape(r)}")
+
+    def all_points(self) -> tuple[list[str], np.ndarray]:
+        """Names and an (N, 3) array of every point, BlazePose first: one call for projecting them all."""
+        from contract.landmarks import LANDMARK_NAMES
+
+        names = list(LANDMARK_NAMES) + list(self.anatomical)
+        pts = np.concatenate([self.blazepose, np.asarray(list(self.anatomical.values()), np.float32).reshape(-1, 3)])
+        return names, pts.astype(np.float32)

@@ -21,7 +21,7 @@ import socket
 from pathlib import Path
 
 from collector.mqtt_url import TlsFiles
-from edge.tls_identity import CertificateIdentityError, certificate_identity
+from contract.tls_identity import CertificateIdentityError, certificate_identity
 
 log = logging.getLogger(__name__)
 

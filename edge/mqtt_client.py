@@ -31,10 +31,10 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
 from contract.errors import EdgeScreenError
+from contract.tls_identity import CertificateIdentityError, certificate_identity
 from contract.wire import Status, encode, topic_for, utcnow
 from edge.config import BrokerConfig, SecretError, secret_path
 from edge.outbox import Outbox
-from edge.tls_identity import CertificateIdentityError, certificate_identity
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import pytest
 
 from collector.client_id import collector_client_id
 from collector.mqtt_url import TlsFiles
+from contract.tls_identity import CertificateIdentityError, certificate_identity
 from edge.config import BrokerConfig
 from edge.mqtt_client import MqttConfigError, client_id_for
-from edge.tls_identity import CertificateIdentityError, certificate_identity
 from edgescreen.provision import SitePKI
 
 

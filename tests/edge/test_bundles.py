@@ -236,7 +236,7 @@ def test_cli_keygen_bundle_install_rollback(tmp_path: Path, capsys: pytest.Captu
         )
         == 1
     )
-    assert "signature does not verify" in capsys.readouterr().out
+    assert "signature does not verify" in capsys.readouterr().err
 
 
 def _members(bundle: Path) -> dict[str, bytes]:

@@ -302,4 +302,4 @@ def test_engine_build_command_without_tensorrt(
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     model = _conv_model(tmp_path / "m.onnx")
     assert main(["engine", "build", str(model), "--precision", "fp16", "--cache", str(tmp_path / "e")]) == 1
-    assert "TensorRT's Python package is not installed" in capsys.readouterr().out
+    assert "TensorRT's Python package is not installed" in capsys.readouterr().err

@@ -97,7 +97,7 @@ def test_export_command_names_a_missing_checkpoint(tmp_path: Path, capsys: pytes
     from edgescreen.cli import main
 
     assert main(["export", "onnx", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.onnx")]) == 1
-    assert "none.pt does not exist" in capsys.readouterr().out
+    assert "none.pt does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_export_command_refuses_a_corrupt_checkpoint(tmp_path: Path, capsys: pyt
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["export", "onnx", str(bad), "--out", str(tmp_path / "m.onnx")]) == 1
-    assert "cannot load checkpoint" in capsys.readouterr().out and not (tmp_path / "m.onnx").exists()
+    assert "cannot load checkpoint" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
 
 
 def test_export_command_from_a_real_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

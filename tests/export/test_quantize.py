@@ -109,7 +109,7 @@ def test_bad_data_spec_is_a_clear_error(tmp_path: Path, model_dir: Path, capsys:
     out = tmp_path / "q.onnx"
     model = str(model_dir / "face_detection_short_range.onnx")
     assert main(["export", "quantize", model, "--calibration", str(empty), "--out", str(out)]) == 1
-    assert "no images" in capsys.readouterr().out and not out.exists()
+    assert "no images" in capsys.readouterr().err and not out.exists()
 
 
 def test_quantize_command_with_image_folder(

@@ -9,7 +9,7 @@ from html import escape
 from markupsafe import Markup
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
-CLASS_COLOURS = {"negative": "#16a34a", "neutral": "#d97706", "positive": "#dc2626"}
+CLASS_COLOURS = {"negative": "#16a34a", "neutral": "#d97706", "positive": "#dc2626", "suppressed": "#9ca3af"}
 
 Series = dict[str, list[tuple[datetime, float]]]
 
@@ -101,10 +101,11 @@ def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, 
 
 
 def stacked_bars(
-    categories: list[str], stacks: dict[str, list[int]], title: str, width: int = 760, height: int = 280
+    categories: list[str], stacks: dict[str, list[int | None]], title: str, width: int = 760, height: int = 280
 ) -> Markup:
-    """One bar per category (e.g. day), stacked by class, with a count axis and a legend."""
-    totals = [sum(s[i] for s in stacks.values()) for i in range(len(categories))]
+    """One bar per category (e.g. week), stacked by class, with a count axis and a legend; a None segment
+    (a suppressed count) is not drawn and has no tooltip."""
+    totals = [sum(s[i] or 0 for s in stacks.values()) for i in range(len(categories))]
     if not categories or max(totals, default=0) == 0:
         return Markup(f'<p class="empty">{escape(title)}: no data in this period</p>')
     left, right, top, bottom = 50, 20, 34, 52
@@ -127,11 +128,14 @@ def stacked_bars(
         cx = left + slot * (i + 0.5)
         base = float(top + plot_h)
         for j, (name, counts) in enumerate(stacks.items()):
-            h = plot_h * counts[i] / y1
+            count = counts[i]
+            if count is None:
+                continue
+            h = plot_h * count / y1
             colour = CLASS_COLOURS.get(name, PALETTE[j % len(PALETTE)])
             parts.append(
                 f'<rect x="{cx - bar_w / 2:.1f}" y="{base - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{colour}" class="bar"><title>{escape(category)} {escape(name)}: {counts[i]}</title></rect>'
+                f'fill="{colour}" class="bar"><title>{escape(category)} {escape(name)}: {count}</title></rect>'
             )
             base -= h
         if i % label_every == 0:

@@ -14,7 +14,6 @@ from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import utcnow_naive
 
-GAIT_CLASSES = ("negative", "neutral", "positive")
 MAX_POINTS = 400
 
 
@@ -111,32 +110,18 @@ def _downsample(points: list[tuple[datetime, float]]) -> list[tuple[datetime, fl
     return out
 
 
-@dataclass(frozen=True)
-class ScreeningSummary:
-    days: list[str]
-    classes: dict[str, list[int]]  # class -> count per day (screened walk-throughs)
-    outcomes: dict[str, list[int]]  # quality outcome -> count per day (not screened)
-
-
-def screening(db: Database, site: str, since: date) -> ScreeningSummary:
+def gait_counts(db: Database, site: str, start: datetime, end: datetime) -> list[tuple[str, str, str, str | None, int]]:
+    """Walk-throughs ending in [start, end): (day, day received, outcome, class, count), days as YYYY-MM-DD."""
     t = schema.scores
     day = func.substr(func.cast(t.c.window_end, _text_type()), 1, 10)
+    received = func.substr(func.cast(t.c.received_at, _text_type()), 1, 10)
     with db.reader.connect() as conn:
         rows = conn.execute(
-            select(day.label("day"), t.c.outcome, t.c.label, func.count())
-            .where(t.c.site == site, t.c.kind == "gait", t.c.window_end >= datetime.combine(since, datetime.min.time()))
-            .group_by("day", t.c.outcome, t.c.label)
+            select(day.label("day"), received.label("received"), t.c.outcome, t.c.label, func.count())
+            .where(t.c.site == site, t.c.kind == "gait", t.c.window_end >= start, t.c.window_end < end)
+            .group_by("day", "received", t.c.outcome, t.c.label)
         ).all()
-    days = sorted({r[0] for r in rows})
-    index = {d: i for i, d in enumerate(days)}
-    classes = {c: [0] * len(days) for c in GAIT_CLASSES}
-    outcomes: dict[str, list[int]] = {}
-    for d, outcome, label, n in rows:
-        if outcome == "screened" and label in classes:
-            classes[label][index[d]] += n
-        else:
-            outcomes.setdefault(outcome or "unknown", [0] * len(days))[index[d]] += n
-    return ScreeningSummary(days, classes, outcomes)
+    return [(d, r, outcome or "unknown", label, int(n)) for d, r, outcome, label, n in rows]
 
 
 def _text_type() -> Any:

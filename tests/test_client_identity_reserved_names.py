@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_the_wire_schema_rejects_reserved_sites_and_devices(site: str, device: s
     assert info.value.reason == "invalid" and "is a topic level the system uses" in info.value.detail
     with pytest.raises(ValidationError, match="is a topic level the system uses"):
         Alert(
-            alert_id="00000000-0000-0000-0000-000000000001",
+            alert_id=uuid.uuid4(),
             site=site,
             device_id=device,
             rule="r",

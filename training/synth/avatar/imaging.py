@@ -76,6 +76,20 @@ def _motion_kernel(length_px: float, angle_deg: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
+_IRWIN_HALL_SD = math.sqrt(4 * (256**2 - 1) / 12)
+
+
+def _unit_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Zero-mean, unit-variance, near-Gaussian float32 noise: the sum of four uniform random bytes (Irwin-Hall).
+    Three times cheaper than numpy's normal sampler for a whole frame, and plenty for sensor noise."""
+    n = int(np.prod(shape))
+    raw = rng.integers(0, 256, (4, n), dtype=np.uint8)
+    total = raw[0].astype(np.int16)
+    for k in range(1, 4):
+        total += raw[k]
+    return ((total - 510).astype(np.float32) * np.float32(1.0 / _IRWIN_HALL_SD)).reshape(shape)
+
+
 def apply_imaging(rgb: np.ndarray, imaging: Imaging, rng: np.random.Generator) -> np.ndarray:
     """A degraded copy of `rgb` (H, W, 3) uint8."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -88,11 +102,14 @@ def apply_imaging(rgb: np.ndarray, imaging: Imaging, rng: np.random.Generator) -
                            borderType=cv2.BORDER_REFLECT)  # fmt: skip
     if imaging.gain != 1.0:
         img *= np.float32(imaging.gain)
+    out = cv2.convertScaleAbs(img)  # rounds and saturates to uint8 (nothing here is negative)
     if imaging.read_noise > 0 or imaging.shot_noise > 0:
-        # Shot and read noise are independent: their variances add.
-        sd = np.sqrt(np.maximum(img, 0.0) * np.float32(imaging.shot_noise**2) + np.float32(imaging.read_noise**2))
-        img += rng.standard_normal(img.shape, dtype=np.float32) * sd
-    out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        # Shot and read noise are independent, so their variances add; the sd per level comes from a table.
+        levels = np.arange(256, dtype=np.float32)
+        sd = np.sqrt(levels * np.float32(imaging.shot_noise**2) + np.float32(imaging.read_noise**2))
+        noisy = out.astype(np.float32)
+        noisy += _unit_noise(rng, out.shape) * cv2.LUT(out, sd)
+        out = cv2.convertScaleAbs(np.maximum(noisy, 0.0, out=noisy))
     if imaging.jpeg_quality is not None:
         ok, data = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(imaging.jpeg_quality)])
         if not ok:

@@ -115,14 +115,18 @@ def device_page(
     found = queries.device(db, site, device_id)
     if found is None:
         raise HTTPException(status_code=404, detail="not found")
-    series = queries.metric_series(db, site, device_id, utcnow_naive() - timedelta(days=days))
+    now = request.app.state.clock()
+    series = queries.device_series(db, site, device_id, now - timedelta(days=days), now)
     plots = []
     for title, marker, unit in CHART_GROUPS:
-        chosen = {n: v for n, v in series.items() if marker in n or n == marker}
+        chosen = {n: s for n, s in series.items() if marker in n or n == marker}
         if marker == ".mean":
-            chosen = {n: v for n, v in chosen.items() if n.count(".") == 1}
+            chosen = {n: s for n, s in chosen.items() if n.count(".") == 1}
         if chosen:
-            plots.append(charts.line_chart(dict(sorted(chosen.items())[:8]), title, unit))
+            shown = dict(sorted(chosen.items())[:8])
+            lines = {n: s.points for n, s in shown.items()}
+            bands = {n: s.band for n, s in shown.items() if s.band}
+            plots.append(charts.line_chart(lines, title, unit, bands=bands))
     alerts = [a for a in queries.alerts(db, [site], ("open", "acknowledged")) if a["device_id"] == device_id]
     return render(request, "device.html", user, device=found, plots=plots, days=days, alerts=alerts)
 

@@ -236,6 +236,11 @@ def test_visibility_tolerance_keeps_joint_centres_inside_the_body_visible(render
     vis = frame.project(np.array([inside, far_side]), tolerance_m=0.2)[:, 2]
     assert vis.tolist() == [1.0, 0.0]
     assert frame.project(np.array([inside]))[0, 2] == 0.0  # the default 0.10 m tolerance is tighter than 0.17 m
+    per_point = frame.project(np.array([inside, inside]), tolerance_m=[0.2, 0.05])[:, 2]
+    assert per_point.tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError) as exc:
+        frame.project(np.array([inside, inside]), tolerance_m=[0.2, 0.05, 0.1])
+    _one_line(exc, "tolerance_m")
 
 
 # --- parts ---------------------------------------------------------------------------------------------------------

@@ -158,27 +158,29 @@ class Frame:
     depth: np.ndarray
     camera: Camera
 
-    def project(self, points_world: Any, *, tolerance_m: float = DEFAULT_VISIBILITY_TOLERANCE_M) -> np.ndarray:
+    def project(self, points_world: Any, *, tolerance_m: Any = DEFAULT_VISIBILITY_TOLERANCE_M) -> np.ndarray:
         """World points (N, 3) -> (N, 3) float32 [x_px, y_px, visible].
 
         Pixels follow OpenCV (pixel centres at integers, the rasteriser's own convention here). `visible` is 1.0
         when the point lies in front of the camera, inside the image, and no drawn surface lies more than
-        `tolerance_m` in front of it at its pixel. The tolerance lets joint centres, which sit inside the body,
-        count as visible behind their own skin while a wrist behind the torso or a knee under the desk does not."""
+        `tolerance_m` in front of it at its pixel. `tolerance_m` is one value or one per point: a point on the
+        skin needs a few millimetres; a joint centre sits inside the body (a hip some 0.1 m behind the skin
+        seen from the front or back), so it needs about its depth, or it would count as hidden by its own body."""
         pts = np.asarray(points_world, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise ValueError(f"Frame.project: points must have shape (N, 3), got {pts.shape}")
-        if not (0.0 <= tolerance_m < 10.0):
-            raise ValueError(f"Frame.project: tolerance_m must be 0..10 metres, got {tolerance_m}")
-        if self.camera.k1 or self.camera.k2:
-            raise ValueError("Frame.project: the avatar renderer draws distortion-free cameras; k1 and k2 must be 0")
+        tol = np.asarray(tolerance_m, dtype=np.float64)
+        if tol.ndim > 1 or (tol.ndim == 1 and tol.shape != (len(pts),)) or not np.all((tol >= 0.0) & (tol < 10.0)):
+            raise ValueError(f"Frame.project: tolerance_m must be 0..10 metres, one value or one per point, got {tol}")
+        tol = np.broadcast_to(tol, (len(pts),))
         uv, z = self.camera.project(pts)
         h, w = self.depth.shape
-        col, row = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
-        inside = (z > NEAR_M) & (col >= 0) & (col < w) & (row >= 0) & (row < h) & np.all(np.isfinite(uv), axis=1)
+        finite = np.all(np.isfinite(uv), axis=1)
+        col, row = np.rint(np.where(np.isfinite(uv), uv, -1.0)).astype(np.int64).T
+        inside = finite & (z > NEAR_M) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
         surface = np.full(len(pts), -np.inf)
         surface[inside] = self.depth[row[inside], col[inside]]
-        visible = inside & (z <= surface + tolerance_m)
+        visible = inside & (z <= surface + tol)
         return np.column_stack([uv, visible.astype(np.float64)]).astype(np.float32)
 
 

@@ -132,4 +132,3 @@ class BodyPoints:
         names = list(LANDMARK_NAMES) + list(self.anatomical)
         pts = np.concatenate([self.blazepose, np.asarray(list(self.anatomical.values()), np.float32).reshape(-1, 3)])
         return names, pts.astype(np.float32)
-

@@ -116,6 +116,8 @@ class Ingestor:
         self._writer: WriterProcess | None = None
         self._sent: dict[int, _Batch] = {}  # handed to the writer, not yet committed; in order
         self._next_id = 0
+        # Last sign of progress: a commit, the writer's report of an unavailable database, or nothing waiting.
+        self._progress_at = time.monotonic()
         self._preparer = threading.Thread(target=self._prepare_loop, name="collector-prepare", daemon=True)
         self._events = threading.Thread(target=self._event_loop, name="collector-commits", daemon=True)
         self.client: BufferedClient = self._make_client()
@@ -226,6 +228,18 @@ class Ingestor:
         """Whether the threads that prepare batches and take the writer's commit reports still run."""
         return self._preparer.is_alive() and self._events.is_alive()
 
+    def stalled_s(self) -> float:
+        """Seconds that messages have waited with none committed and no word from the writer; 0 while nothing waits.
+
+        A writer retrying against an unavailable database reports each attempt (db_error) and is not stalled:
+        restarting the collector would not bring the database back. Called about once a second (service loop).
+        """
+        now = time.monotonic()
+        if not self._incoming and not self._sent:
+            self._progress_at = now
+            return 0.0
+        return now - self._progress_at
+
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Wait until connected and subscribed: only then does the broker keep messages for this collector."""
         deadline = time.monotonic() + timeout
@@ -329,6 +343,7 @@ class Ingestor:
                 if self.on_alerts is not None:
                     self.on_alerts(event[1])
             elif kind == "db_error":
+                self._progress_at = time.monotonic()
                 self.stats.db_errors += 1
                 if self.stats.db_ok:
                     log.warning("database unavailable (%s); holding acknowledgements and retrying", event[1])
@@ -352,6 +367,7 @@ class Ingestor:
     def _committed(self, batch_id: int, new: list[int], seconds: float) -> None:
         with self._sent_lock:
             batch = self._sent.pop(batch_id)
+        self._progress_at = time.monotonic()
         self._wake.set()
         self._acknowledge(batch.items)
         if not self.stats.db_ok:

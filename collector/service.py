@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Ingest is stalled when messages have waited this long with none stored: WatchdogSec where systemd watches the
+# service (a stall is then restarted within twice WatchdogSec), else this (the stall shows only in the status).
+STALL_LIMIT_S = 60.0
+
 
 @dataclass
 class ServiceSettings:
@@ -85,6 +89,7 @@ class CollectorService:
         if self.alerts is not None:
             self.alerts.attach_mqtt(self.ingestor.client)
         self._stop = threading.Event()
+        self._was_stalled = False
         self._web: WebServer | None = None
 
     def _deliver(self, alerts: list[Alert]) -> None:
@@ -151,17 +156,21 @@ class CollectorService:
         status = self._status()
         if notifier is not None:
             notifier.ready(status)
+        watchdog_s = notifier.watchdog_interval_s if notifier is not None else None
+        stall_limit_s = watchdog_s or STALL_LIMIT_S
         while not self._stop.wait(1.0):
             if self.settings.parent_pid is not None and os.getppid() != self.settings.parent_pid:
                 log.warning("main collector process is gone; stopping this ingest worker")
                 break
             if notifier is None:
                 continue
-            # The watchdog is fed only while ingest's threads run: a collector that can no longer store is
-            # restarted by systemd instead of sitting there acknowledging nothing.
-            if self.ingestor.alive():
+            # The watchdog is fed only while ingest's threads run and make progress: a collector that can no longer
+            # store (its writer blocked, or dying on every batch) is restarted by systemd instead of sitting there
+            # acknowledging nothing.
+            stalled = self._stalled(stall_limit_s)
+            if self.ingestor.alive() and not stalled:
                 notifier.watchdog()
-            if (now := self._status()) != status:
+            if (now := self._status(stalled)) != status:
                 status = now
                 notifier.status(status)
         if notifier is not None:
@@ -171,12 +180,29 @@ class CollectorService:
             notifier.close()
         return 0
 
-    def _status(self) -> str:
+    def _stalled(self, limit_s: float) -> bool:
+        """Whether messages have waited longer than `limit_s` with none stored; logged when it starts and ends."""
+        waited = self.ingestor.stalled_s()
+        stalled = waited > limit_s
+        if stalled != self._was_stalled:
+            if stalled:
+                log.error(
+                    "ingest stalled: messages have waited %.0f s and none was stored; no longer feeding the watchdog",
+                    waited,
+                )
+            else:
+                log.info("ingest storing again")
+            self._was_stalled = stalled
+        return stalled
+
+    def _status(self, stalled: bool = False) -> str:
         """One line for `systemctl status`: the broker and database state, what was stored."""
         stats = self.ingestor.stats
         broker = "subscribed" if stats.subscribed else "connected" if stats.connected else "not connected"
         database = "ok" if stats.db_ok else "unavailable, holding acknowledgements"
-        return f"broker {broker}; database {database}"
+        return f"broker {broker}; database {database}" + (
+            "; ingest stalled: messages wait, none stored" if stalled else ""
+        )
 
 
 def _read_secret(path: Path) -> bytes:

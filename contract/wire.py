@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Union
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -31,15 +32,31 @@ SCHEMA_VERSION = 1
 TOPIC_ROOT = "edgescreen/v1"
 MAX_PAYLOAD_BYTES = 64 * 1024
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+SYSTEM_KINDS: tuple[str, ...] = ("status", "heartbeat")  # every role adds its own kind (contract.roles)
+# Every topic level the system uses itself: `edgescreen/v1/{site}/{device}/{kind}`, the site's `alerts` and
+# the devices' `receipts`. A site or device named after one would make its topics, and its ACL entry, overlap
+# the system's: a device `alerts` gets `…/{site}/alerts/#`, which covers the site's alert topic. MQTT's own
+# `+`, `#`, `/` and `$…` are outside the identifier alphabet already.
+RESERVED_NAMES: frozenset[str] = frozenset({*TOPIC_ROOT.split("/"), "alerts", "receipts", *role_names(), *SYSTEM_KINDS})
+
+
+def check_not_reserved(value: str) -> str:
+    """`value` if it is not a reserved topic level; raises ValueError saying which names are reserved."""
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is a topic level the system uses; reserved: {', '.join(sorted(RESERVED_NAMES))}")
+    return value
+
+
+# A site or device id: one topic level, never one the system uses.
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"), AfterValidator(check_not_reserved)
+]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=2**53)]
-
-SYSTEM_KINDS: tuple[str, ...] = ("status", "heartbeat")  # every role adds its own kind (contract.roles)
 
 
 class WireError(EdgeScreenError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -11,17 +12,26 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from collector.storage.engine import Database
+from collector.timeutil import utcnow_naive
 from collector.web.auth import NotLoggedIn, SessionMiddleware, csrf_token
 
 HERE = Path(__file__).resolve().parent
 
 
-def create_app(db: Database, secret: bytes, secure_cookies: bool = True, k_anonymity: int = 11) -> FastAPI:
+def create_app(
+    db: Database,
+    secret: bytes,
+    secure_cookies: bool = True,
+    k_anonymity: int = 11,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The dashboard; `clock` (naive UTC) decides which screening weeks are released (tests pin it)."""
     from collector.web import exports, pages
 
     app = FastAPI(title="EdgeScreen", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
     app.state.k = k_anonymity
+    app.state.clock = clock or utcnow_naive
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["csrf_token"] = csrf_token
     app.state.templates = templates

@@ -9,9 +9,10 @@ from html import escape
 from markupsafe import Markup
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d")
-CLASS_COLOURS = {"negative": "#16a34a", "neutral": "#d97706", "positive": "#dc2626"}
+CLASS_COLOURS = {"negative": "#16a34a", "neutral": "#d97706", "positive": "#dc2626", "suppressed": "#9ca3af"}
 
 Series = dict[str, list[tuple[datetime, float]]]
+Bands = dict[str, list[tuple[datetime, float, float]]]
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -42,8 +43,18 @@ def _time_label(t: datetime, span_s: float, daily: bool = False) -> str:
     return t.strftime("%d %b %H:%M") if span_s < 3 * 86400 and not daily else t.strftime("%d %b")
 
 
-def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, height: int = 280) -> Markup:
-    """Lines over time, one per series, with axes, grid, ticks and a legend."""
+def line_chart(
+    series: Series,
+    title: str,
+    y_label: str = "",
+    width: int = 760,
+    height: int = 280,
+    *,
+    bands: Bands | None = None,
+) -> Markup:
+    """Lines over time, one per series, with axes, grid, ticks and a legend; a series with a band (the
+    minimum and maximum of each time bucket) gets it drawn as a shaded area behind its line."""
+    bands = bands or {}
     points = [p for values in series.values() for p in values]
     if not points:
         return Markup(f'<p class="empty">{escape(title)}: no data in this period</p>')
@@ -51,7 +62,8 @@ def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, 
     t0 = min(p[0] for p in points)
     t1 = max(p[0] for p in points)
     span = max((t1 - t0).total_seconds(), 1.0)
-    y_ticks = nice_ticks(min(p[1] for p in points), max(p[1] for p in points))
+    levels = [p[1] for p in points] + [v for values in bands.values() for _, lo, hi in values for v in (lo, hi)]
+    y_ticks = nice_ticks(min(levels), max(levels))
     y0, y1 = y_ticks[0], y_ticks[-1]
     plot_w, plot_h = width - left - right, height - top - bottom
 
@@ -89,6 +101,11 @@ def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, 
     legend_x = left
     for i, (name, values) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
+        band = sorted(bands.get(name, []))
+        if band:
+            outline = [(t, hi) for t, _, hi in band] + [(t, lo) for t, lo, _ in reversed(band)]
+            corners = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in outline)
+            parts.append(f'<polygon points="{corners}" fill="{colour}" fill-opacity="0.2" stroke="none" class="band"/>')
         pts = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in sorted(values))
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2" class="series"/>')
         if len(values) <= 60:
@@ -101,10 +118,11 @@ def line_chart(series: Series, title: str, y_label: str = "", width: int = 760, 
 
 
 def stacked_bars(
-    categories: list[str], stacks: dict[str, list[int]], title: str, width: int = 760, height: int = 280
+    categories: list[str], stacks: dict[str, list[int | None]], title: str, width: int = 760, height: int = 280
 ) -> Markup:
-    """One bar per category (e.g. day), stacked by class, with a count axis and a legend."""
-    totals = [sum(s[i] for s in stacks.values()) for i in range(len(categories))]
+    """One bar per category (e.g. week), stacked by class, with a count axis and a legend; a None segment
+    (a suppressed count) is not drawn and has no tooltip."""
+    totals = [sum(s[i] or 0 for s in stacks.values()) for i in range(len(categories))]
     if not categories or max(totals, default=0) == 0:
         return Markup(f'<p class="empty">{escape(title)}: no data in this period</p>')
     left, right, top, bottom = 50, 20, 34, 52
@@ -127,11 +145,14 @@ def stacked_bars(
         cx = left + slot * (i + 0.5)
         base = float(top + plot_h)
         for j, (name, counts) in enumerate(stacks.items()):
-            h = plot_h * counts[i] / y1
+            count = counts[i]
+            if count is None:
+                continue
+            h = plot_h * count / y1
             colour = CLASS_COLOURS.get(name, PALETTE[j % len(PALETTE)])
             parts.append(
                 f'<rect x="{cx - bar_w / 2:.1f}" y="{base - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{colour}" class="bar"><title>{escape(category)} {escape(name)}: {counts[i]}</title></rect>'
+                f'fill="{colour}" class="bar"><title>{escape(category)} {escape(name)}: {count}</title></rect>'
             )
             base -= h
         if i % label_every == 0:

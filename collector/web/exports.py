@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from collector.web import queries
+from collector.web import queries, screening
 from collector.web.auth import User, current_user, require_site
-from collector.web.suppression import suppress, to_csv_rows
+from collector.web.suppression import to_csv_rows
 
 router = APIRouter()
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -32,13 +32,11 @@ def _csv(rows: list[list[str]], filename: str) -> Response:
 def screening_csv(
     request: Request, user: CurrentUser, site: str, days: Annotated[int, Query(ge=1, le=366)] = 30
 ) -> Response:
-    """Screened walk-throughs per day and class; cells under k and the cells that would reveal them are blank."""
+    """Screened walk-throughs per closed calendar week (UTC) and class; see collector/web/screening.py."""
     require_site(user, site)
-    summary = queries.screening(request.app.state.db, site, date.today() - timedelta(days=days))
-    classes = list(summary.classes)
-    counts = [[summary.classes[c][i] for c in classes] for i in range(len(summary.days))]
-    table = suppress(summary.days, classes, counts, k=request.app.state.k)
-    return _csv(to_csv_rows(table, "day"), f"{site}-screening.csv")
+    app = request.app.state
+    released = screening.release(app.db, site, app.clock(), days, app.k)
+    return _csv(to_csv_rows(released.classes, "week_start"), f"{site}-screening.csv")
 
 
 @router.get("/sites/{site}/export/headpose.csv")

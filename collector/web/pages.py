@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.timeutil import utcnow_naive
 from collector.users import verify_user
-from collector.web import charts, queries
+from collector.web import charts, queries, screening
 from collector.web.auth import User, check_csrf, current_user, end_session, require_site, start_session
+from collector.web.suppression import SuppressedTable
 
 router = APIRouter()
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -114,14 +115,18 @@ def device_page(
     found = queries.device(db, site, device_id)
     if found is None:
         raise HTTPException(status_code=404, detail="not found")
-    series = queries.metric_series(db, site, device_id, utcnow_naive() - timedelta(days=days))
+    now = request.app.state.clock()
+    series = queries.device_series(db, site, device_id, now - timedelta(days=days), now)
     plots = []
     for title, marker, unit in CHART_GROUPS:
-        chosen = {n: v for n, v in series.items() if marker in n or n == marker}
+        chosen = {n: s for n, s in series.items() if marker in n or n == marker}
         if marker == ".mean":
-            chosen = {n: v for n, v in chosen.items() if n.count(".") == 1}
+            chosen = {n: s for n, s in chosen.items() if n.count(".") == 1}
         if chosen:
-            plots.append(charts.line_chart(dict(sorted(chosen.items())[:8]), title, unit))
+            shown = dict(sorted(chosen.items())[:8])
+            lines = {n: s.points for n, s in shown.items()}
+            bands = {n: s.band for n, s in shown.items() if s.band}
+            plots.append(charts.line_chart(lines, title, unit, bands=bands))
     alerts = [a for a in queries.alerts(db, [site], ("open", "acknowledged")) if a["device_id"] == device_id]
     return render(request, "device.html", user, device=found, plots=plots, days=days, alerts=alerts)
 
@@ -130,16 +135,36 @@ def device_page(
 def screening_page(
     request: Request, user: CurrentUser, site: str, days: Annotated[int, Query(ge=1, le=366)] = 30
 ) -> HTMLResponse:
+    """The released weekly counts only (the same cells as the CSV export); no individual walk-through."""
     require_site(user, site)
-    db = request.app.state.db
-    summary = queries.screening(db, site, date.today() - timedelta(days=days))
-    by_class = charts.stacked_bars(summary.days, summary.classes, "Screened walk-throughs per day, by class")
-    quality = charts.stacked_bars(summary.days, summary.outcomes, "Walk-throughs not screened, by reason")
-    recent = queries.recent_scores(db, site, "gait")
+    app = request.app.state
+    released = screening.release(app.db, site, app.clock(), days, app.k)
+    by_class = charts.stacked_bars(
+        released.classes.rows, _released_stacks(released.classes), "Screened walk-throughs per week, by class"
+    )
+    quality = charts.stacked_bars(
+        released.outcomes.rows, _released_stacks(released.outcomes), "Walk-throughs not screened per week, by reason"
+    )
     return render(
-        request, "screening.html", user, site=site, summary=summary, by_class=by_class, quality=quality,
-        recent=recent, days=days, k=request.app.state.k,
+        request, "screening.html", user, site=site, released=released, by_class=by_class, quality=quality,
+        days=days, k=app.k, release_delay_days=screening.RELEASE_DELAY.days,
     )  # fmt: skip
+
+
+def _released_stacks(table: SuppressedTable) -> dict[str, list[int | None]]:
+    """Bar segments of the released cells; the blanks of a week draw as one grey 'suppressed' segment,
+    which is only what its released total minus its released cells says anyway."""
+    stacks: dict[str, list[int | None]] = {c: [] for c in table.columns}
+    stacks["suppressed"] = []
+    n_cols = len(table.columns)
+    for r in range(len(table.rows)):
+        shown = [None if table.suppressed[r][c] else table.value(r, c) for c in range(n_cols)]
+        for name, value in zip(table.columns, shown, strict=True):
+            stacks[name].append(value)
+        total = None if table.suppressed[r][n_cols] else table.value(r, n_cols)
+        rest = None if total is None else total - sum(v for v in shown if v is not None)
+        stacks["suppressed"].append(rest or None)
+    return stacks
 
 
 @router.get("/sites/{site}/headpose", response_class=HTMLResponse)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import DateTime, Integer, and_, cast, extract, func, literal, select, update
 
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import utcnow_naive
 
-GAIT_CLASSES = ("negative", "neutral", "positive")
-MAX_POINTS = 400
+# Time buckets per series on the device page: the line has at most this many points, the band twice as many.
+MAX_BUCKETS = 500
 
 
 @dataclass(frozen=True)
@@ -85,58 +87,90 @@ def set_alert_state(db: Database, alert_id: str, state: str, username: str) -> b
         return result.rowcount == 1
 
 
-def metric_series(db: Database, site: str, device_id: str, since: datetime) -> dict[str, list[tuple[datetime, float]]]:
-    t = schema.metric_values
-    with db.reader.connect() as conn:
-        rows = conn.execute(
-            select(t.c.name, t.c.at, t.c.value)
-            .where(t.c.site == site, t.c.device_id == device_id, t.c.at >= since)
-            .order_by(t.c.at)
-        ).all()
-    series: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
-    for name, at, value in rows:
-        series[name].append((at, value))
-    return {name: _downsample(points) for name, points in series.items()}
-
-
-def _downsample(points: list[tuple[datetime, float]]) -> list[tuple[datetime, float]]:
-    """Bucket means, so that a long period still draws as a readable line."""
-    if len(points) <= MAX_POINTS:
-        return points
-    size = -(-len(points) // MAX_POINTS)
-    out = []
-    for i in range(0, len(points), size):
-        chunk = points[i : i + size]
-        out.append((chunk[len(chunk) // 2][0], sum(v for _, v in chunk) / len(chunk)))
-    return out
-
-
 @dataclass(frozen=True)
-class ScreeningSummary:
-    days: list[str]
-    classes: dict[str, list[int]]  # class -> count per day (screened walk-throughs)
-    outcomes: dict[str, list[int]]  # quality outcome -> count per day (not screened)
+class Series:
+    """One metric over a period: the line to draw, and for a bucketed series the band of its extremes."""
+
+    points: list[tuple[datetime, float]]  # each window (short series), or each bucket's mean
+    band: list[tuple[datetime, float, float]]  # per bucket (time, minimum, maximum); empty when not bucketed
 
 
-def screening(db: Database, site: str, since: date) -> ScreeningSummary:
+def device_series(
+    db: Database, site: str, device_id: str, since: datetime, until: datetime, *, max_buckets: int = MAX_BUCKETS
+) -> dict[str, Series]:
+    """A device's metrics in [since, until]. A series of more than `max_buckets` windows is bucketed by the
+    database into `max_buckets` equal spans of time (mean, minimum, maximum), so that a year of windows costs
+    what a few hundred rows cost, and a spike of one window still shows in the band."""
+    t = schema.metric_values
+    where = (t.c.site == site, t.c.device_id == device_id, t.c.at >= since, t.c.at <= until)
+    out: dict[str, Series] = {}
+    with db.reader.connect() as conn:
+        sizes = conn.execute(select(t.c.name, func.count()).where(*where).group_by(t.c.name)).all()
+        short = [name for name, n in sizes if n <= max_buckets]
+        long = [name for name, n in sizes if n > max_buckets]
+        if short:
+            rows = conn.execute(
+                select(t.c.name, t.c.at, t.c.value).where(*where, t.c.name.in_(short)).order_by(t.c.name, t.c.at)
+            )
+            raw: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+            for name, at, value in rows:
+                raw[name].append((at, value))
+            out.update({name: Series(points, []) for name, points in raw.items()})
+        if long:
+            width = max((until - since).total_seconds(), 1.0) / max_buckets
+            bucket = _bucket_index(db.dialect, t.c.at, since, width).label("bucket")
+            grouped = conn.execute(
+                select(t.c.name, bucket, func.count(), func.avg(t.c.value), func.min(t.c.value), func.max(t.c.value))
+                .where(*where, t.c.name.in_(long))
+                .group_by(t.c.name, "bucket")
+            )
+            # name -> bucket -> [windows, sum, minimum, maximum]; the instant `until` itself falls just past
+            # the last bucket, and is added to it.
+            acc: dict[str, dict[int, list[float]]] = defaultdict(dict)
+            for name, index, n, mean, lo, hi in grouped:
+                slot = acc[name].setdefault(min(int(index), max_buckets - 1), [0, 0.0, math.inf, -math.inf])
+                slot[0] += n
+                slot[1] += float(mean) * n
+                slot[2] = min(slot[2], float(lo))
+                slot[3] = max(slot[3], float(hi))
+            for name, buckets in acc.items():
+                at = {i: since + timedelta(seconds=width * (i + 0.5)) for i in buckets}
+                ordered = sorted(buckets.items())
+                out[name] = Series(
+                    [(at[i], total / n) for i, (n, total, _, _) in ordered],
+                    [(at[i], lo, hi) for i, (_, _, lo, hi) in ordered],
+                )
+    return dict(sorted(out.items()))
+
+
+def _bucket_index(dialect: str, at: Any, since: datetime, width_s: float) -> Any:
+    """SQL for the 0-based index of `at`'s span of `width_s` seconds from `since`."""
+    if dialect == "sqlite":
+        if sqlite3.sqlite_version_info >= (3, 38, 0):  # unixepoch() is several times faster than julianday()
+            seconds = func.unixepoch(at) - func.unixepoch(literal(since, DateTime))
+        else:
+            seconds = (func.julianday(at) - func.julianday(literal(since, DateTime))) * 86400.0
+        return cast(seconds / width_s, Integer)
+    return func.floor(extract("epoch", at - literal(since, DateTime)) / width_s)
+
+
+def metric_series(db: Database, site: str, device_id: str, since: datetime) -> dict[str, list[tuple[datetime, float]]]:
+    """The line of each of a device's metrics from `since` until now (bounded as in `device_series`)."""
+    return {name: s.points for name, s in device_series(db, site, device_id, since, utcnow_naive()).items()}
+
+
+def gait_counts(db: Database, site: str, start: datetime, end: datetime) -> list[tuple[str, str, str, str | None, int]]:
+    """Walk-throughs ending in [start, end): (day, day received, outcome, class, count), days as YYYY-MM-DD."""
     t = schema.scores
     day = func.substr(func.cast(t.c.window_end, _text_type()), 1, 10)
+    received = func.substr(func.cast(t.c.received_at, _text_type()), 1, 10)
     with db.reader.connect() as conn:
         rows = conn.execute(
-            select(day.label("day"), t.c.outcome, t.c.label, func.count())
-            .where(t.c.site == site, t.c.kind == "gait", t.c.window_end >= datetime.combine(since, datetime.min.time()))
-            .group_by("day", t.c.outcome, t.c.label)
+            select(day.label("day"), received.label("received"), t.c.outcome, t.c.label, func.count())
+            .where(t.c.site == site, t.c.kind == "gait", t.c.window_end >= start, t.c.window_end < end)
+            .group_by("day", "received", t.c.outcome, t.c.label)
         ).all()
-    days = sorted({r[0] for r in rows})
-    index = {d: i for i, d in enumerate(days)}
-    classes = {c: [0] * len(days) for c in GAIT_CLASSES}
-    outcomes: dict[str, list[int]] = {}
-    for d, outcome, label, n in rows:
-        if outcome == "screened" and label in classes:
-            classes[label][index[d]] += n
-        else:
-            outcomes.setdefault(outcome or "unknown", [0] * len(days))[index[d]] += n
-    return ScreeningSummary(days, classes, outcomes)
+    return [(d, r, outcome or "unknown", label, int(n)) for d, r, outcome, label, n in rows]
 
 
 def _text_type() -> Any:

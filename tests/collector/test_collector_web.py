@@ -12,24 +12,22 @@ from itertools import product
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from collector.simulate import gait, headpose, heartbeat, posture, status
 from collector.storage import Database, open_database, schema
-from collector.timeutil import utcnow_naive
+from collector.timeutil import to_naive_utc, utcnow_naive
 from collector.users import add_user
-from collector.web.app import create_app
-from collector.web.suppression import suppress, to_csv_rows
+from collector.web.screening import week_start
+from collector.web.suppression import determined_cells, suppress, to_csv_rows
 from contract.wire import DeviceMessage
 from tests.support.storage import store_batch
+from tests.support.web import PASSWORD, client_for, csrf, logged_in
 
-PASSWORD = "correct horse battery"
 
-
-def store(db: Database, *messages: DeviceMessage) -> None:
+def store(db: Database, *messages: DeviceMessage, received_at: datetime | None = None) -> None:
     with db.engine.begin() as conn:
-        store_batch(conn, db, messages)
+        store_batch(conn, db, messages, received_at=received_at)
 
 
 def open_alert(db: Database, site: str, device: str) -> str:
@@ -61,13 +59,17 @@ def seeded(url: str) -> Database:
         heartbeat("school-a", "booth-1", 1, now),
     ]
     seq = 2
-    # Three days of screenings: day 0 has 3 positives (a small cell), the others are all large.
-    for day, (neg, neu, pos) in enumerate([(30, 12, 3), (25, 14, 20), (40, 11, 15)]):
-        end = now - timedelta(days=day, hours=1)
+    # Three days of screenings in a closed week two weeks back (released: see collector/web/screening.py).
+    # Positives are few every day (3 + 2 + 1 = 6 in the week, a small cell); the other classes are large.
+    monday = datetime.combine(week_start(now.date()) - timedelta(weeks=2), datetime.min.time(), tzinfo=UTC)
+    for day, (neg, neu, pos) in enumerate([(30, 12, 3), (25, 14, 2), (40, 11, 1)]):
+        end = monday + timedelta(days=day, hours=10)
+        walks = []
         for cls, n in (("negative", neg), ("neutral", neu), ("positive", pos)):
             for _ in range(n):
-                messages.append(gait("school-a", "booth-1", seq, end, predicted=cls, p=0.8))
+                walks.append(gait("school-a", "booth-1", seq, end, predicted=cls, p=0.8))
                 seq += 1
+        store(database, *walks, received_at=to_naive_utc(end) + timedelta(minutes=1))
     for i in range(30):
         messages.append(posture("school-a", "desk-1", i, now - timedelta(minutes=30 - i), cva=50 - i % 7))
         messages.append(
@@ -78,25 +80,6 @@ def seeded(url: str) -> Database:
     add_user(database, "alice", PASSWORD, ["school-a"])
     add_user(database, "bob", PASSWORD, ["school-b"])
     return database
-
-
-def client_for(db: Database) -> TestClient:
-    return TestClient(create_app(db, b"k" * 32, secure_cookies=True, k_anonymity=11), base_url="https://testserver")
-
-
-def csrf(client: TestClient, path: str = "/login") -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-def logged_in(db: Database, username: str) -> TestClient:
-    client = client_for(db)
-    response = client.post(
-        "/login", data={"username": username, "password": PASSWORD, "csrf_token": csrf(client)}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
-    return client
 
 
 def test_login_is_required_and_checks_password_and_csrf(db: Database) -> None:
@@ -163,7 +146,9 @@ def test_pages_draw_charts(db: Database) -> None:
     points = re.findall(r'<polyline points="([^"]+)"', desk)
     assert any(len(p.split()) == 30 for p in points), "one point per stored window"
     screening = alice.get("/sites/school-a/screening").text
-    assert screening.count('class="bar"') >= 9 and "positive" in screening
+    tips = re.findall(r"<title>[\d-]+ (\w+): (\d+)</title>", screening)
+    assert ("negative", "95") in tips and ("suppressed", "43") in tips, tips
+    assert "positive" in screening
     headpose_page = alice.get("/sites/school-a/headpose").text
     assert "station-1: daily mean head pose" in headpose_page and "<polyline" in headpose_page
     booth = alice.get("/sites/school-a/devices/booth-1").text
@@ -175,28 +160,28 @@ def test_screening_export_suppresses_small_and_revealing_cells(db: Database) -> 
     response = alice.get("/sites/school-a/export/screening.csv")
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows[0] == ["day", "negative", "neutral", "positive", "total"]
+    assert rows[0] == ["week_start", "negative", "neutral", "positive", "total"]
     body = {r[0]: r[1:] for r in rows[1:]}
-    days = sorted(d for d in body if d != "total")
-    first = body[days[-1]]  # the day with 3 positives
-    assert first[2] == "" and first[3] == "45", "3 < 11 is blank; the row total itself is large"
-    assert sum(1 for v in first[:3] if v == "") >= 2, "a second cell is blanked so 45 - the rest cannot give 3"
-    assert body["total"][3] == "170"
+    week = (week_start(utcnow_naive().date()) - timedelta(weeks=2)).isoformat()
+    assert body[week] == ["95", "", "", "138"], "6 < 11 is blank, and the next smallest so 138 - 95 cannot give it"
+    assert all(values == ["0", "0", "0", "0"] for w, values in body.items() if w != week), "weeks with no walk"
+    assert "total" not in body, "no total over the window: it would change with the window"
 
 
 def test_suppression_leaves_nothing_derivable_by_subtraction() -> None:
     counts = [[30, 12, 3, 0], [25, 14, 20, 1], [40, 11, 15, 12], [9, 50, 50, 50]]
-    table = suppress(["a", "b", "c", "d"], ["w", "x", "y", "z"], counts, k=11)
+    table = suppress(["a", "b", "c", "d"], ["w", "x", "y", "z"], counts, k=11, column_totals=True)
     n = 4
     hidden = table.suppressed
     for r, c in product(range(n + 1), range(n + 1)):
-        value = table._value(r, c)
+        value = table.value(r, c)
         if 0 < value < 11:
             assert hidden[r][c], f"cell {r},{c} = {value} should be blank"
     for line in [[(r, c) for c in range(n + 1)] for r in range(n + 1)] + [
         [(r, c) for r in range(n + 1)] for c in range(n + 1)
     ]:
         assert sum(hidden[r][c] for r, c in line) != 1, f"line {line} would give its blank back by subtraction"
+    assert determined_cells(table) == []
     csv_rows = to_csv_rows(table, "group")
     assert len(csv_rows) == 6 and csv_rows[-1][0] == "total"
     tiny = suppress(["a"], ["x", "y"], [[4, 5]], k=11)

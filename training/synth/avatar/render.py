@@ -97,17 +97,20 @@ uniform int u_has_uv;
 in vec3 in_pos;
 in vec3 in_normal;     // outward, not normalised
 in vec2 in_uv;
-in float in_region;
+in vec4 in_region_a;   // one-hot region (SKIN, HAIR, TOP, BOTTOM | SHOES, EYES, LIPS, -), interpolated so that
+in vec4 in_region_b;   // each pixel takes the nearest region: borders run smoothly through triangles
 out vec2 v_uv;
 out float v_shade;
 out float v_z;
-flat out int v_region;
+out vec4 v_region_a;
+out vec4 v_region_b;
 void main() {
     vec4 w = vec4(in_pos, 1.0);
     gl_Position = u_clip * w;
     v_z = (u_view * w).z;
     v_shade = lambert(normalize(in_normal));
-    v_region = int(in_region + 0.5);
+    v_region_a = in_region_a;
+    v_region_b = in_region_b;
     // Without uv: metres around and along the body's axis, so stripes run level round the torso.
     v_uv = u_has_uv == 1 ? in_uv : vec2(atan(in_pos.x - u_axis.x, in_pos.z - u_axis.y) * 0.16, in_pos.y);
 }
@@ -124,7 +127,8 @@ uniform vec2 u_angle;        // radians
 in vec2 v_uv;
 in float v_shade;
 in float v_z;
-flat in int v_region;
+in vec4 v_region_a;
+in vec4 v_region_b;
 layout(location = 0) out vec4 f_colour;  // alpha 1: the person
 layout(location = 1) out float f_depth;
 
@@ -136,9 +140,15 @@ float pattern(int kind, vec2 p, float scale, float angle) {
 }
 
 void main() {
-    vec3 albedo = u_region_colour[clamp(v_region, 0, 6)];
-    if (v_region == 2 || v_region == 3) {
-        int g = v_region - 2;
+    float w[7] = float[7](v_region_a.x, v_region_a.y, v_region_a.z, v_region_a.w, v_region_b.x, v_region_b.y,
+                          v_region_b.z);
+    int region = 0;
+    for (int k = 1; k < 7; k++) {
+        if (w[k] > w[region]) region = k;
+    }
+    vec3 albedo = u_region_colour[region];
+    if (region == 2 || region == 3) {
+        int g = region - 2;
         albedo = mix(albedo, u_second[g], pattern(u_pattern[g], v_uv, u_scale[g], u_angle[g]));
     }
     f_colour = vec4(min(albedo * v_shade, vec3(1.0)), 1.0);
@@ -284,9 +294,14 @@ class _Body:
         self.normals = NormalSolver(self.faces, n)
         self.interleaved = np.empty((n, 6), dtype=np.float32)
         self.dynamic = ctx.buffer(reserve=self.interleaved.nbytes, dynamic=True)
-        self.buffers = [self.dynamic, ctx.buffer(self.regions.astype(np.float32).tobytes())]
+        one_hot = np.zeros((n, 8), dtype=np.float32)
+        one_hot[np.arange(n), self.regions] = 1.0
+        self.buffers = [self.dynamic, ctx.buffer(one_hot.tobytes())]
         self.index = ctx.buffer(self.faces.tobytes())
-        content = [(self.dynamic, "3f 3f", "in_pos", "in_normal"), (self.buffers[1], "1f", "in_region")]
+        content = [
+            (self.dynamic, "3f 3f", "in_pos", "in_normal"),
+            (self.buffers[1], "4f 4f", "in_region_a", "in_region_b"),
+        ]
         if self.uv is not None:
             self.buffers.append(ctx.buffer(self.uv.tobytes()))
             content.append((self.buffers[2], "2f", "in_uv"))

@@ -57,10 +57,35 @@ def _drop_scores_device_index(conn: Connection) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_scores_device_time")
 
 
+_SCORES_KEY = ["site", "device_id", "message_id"]
+
+
+def _scores_keyed_by_device(conn: Connection) -> None:
+    """scores gets the primary key (site, device_id, message_id) in place of message_id alone, so that one device
+    cannot take another's message ids; rows are kept (message ids were unique, so they are under the new key)."""
+    if inspect(conn).get_pk_constraint("scores").get("constrained_columns") == _SCORES_KEY:
+        return  # created by version 1 from the current definition
+    if conn.dialect.name == "postgresql":
+        name = inspect(conn).get_pk_constraint("scores")["name"]
+        conn.exec_driver_sql(f'ALTER TABLE scores DROP CONSTRAINT "{name}"')
+        conn.exec_driver_sql(f"ALTER TABLE scores ADD CONSTRAINT scores_pkey PRIMARY KEY ({', '.join(_SCORES_KEY)})")
+        return
+    # SQLite cannot change a primary key in place: the table is rebuilt, its index with it.
+    columns = ", ".join(c.name for c in schema.scores.columns)
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_scores_site_kind_time")
+    conn.exec_driver_sql("ALTER TABLE scores RENAME TO scores_v3")
+    schema.scores.create(conn)
+    conn.exec_driver_sql(
+        f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_v3 ORDER BY {', '.join(_SCORES_KEY)}"
+    )
+    conn.exec_driver_sql("DROP TABLE scores_v3")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "scores, metrics, devices, dead letters, alerts, users", _initial),
     Migration(2, "metric_values keyed by series and time (SQLite: WITHOUT ROWID)", _metric_values_keyed_by_series),
     Migration(3, "drop the unused scores index on site, device, window_end", _drop_scores_device_index),
+    Migration(4, "scores keyed by site, device and message id, not message id alone", _scores_keyed_by_device),
 )
 LATEST = MIGRATIONS[-1].version
 

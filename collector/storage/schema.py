@@ -28,11 +28,12 @@ schema_migrations = Table(
     Column("applied_at", DateTime, nullable=False),
 )
 
-# Every valid device message, stored once (message_id is the idempotency key).
+# Every valid device message, stored once. The idempotency key is the device's own (site, device_id, message_id):
+# a device cannot take another's message ids (schema version 4; before, message_id alone).
 scores = Table(
     "scores",
     metadata,
-    Column("message_id", String(36), primary_key=True),
+    Column("message_id", String(36), nullable=False),
     Column("site", String(63), nullable=False),
     Column("device_id", String(63), nullable=False),
     Column("kind", String(16), nullable=False),
@@ -43,6 +44,7 @@ scores = Table(
     Column("label", String(32), nullable=True),  # gait: predicted class
     Column("outcome", String(32), nullable=True),  # gait: walk-through outcome
     Column("payload", Text, nullable=False),  # the validated JSON exactly as received
+    PrimaryKeyConstraint("site", "device_id", "message_id", name="scores_pkey"),
 )
 # What the dashboard reads scores by. (Schema version 1 also indexed site, device, window_end; no query used
 # it and each message paid for it, so version 3 drops it.)

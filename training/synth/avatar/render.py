@@ -39,8 +39,7 @@ _PHOTO_CACHE = 8
 # Lighting is Lambert plus ambient, evaluated per vertex: walls, floors and box faces are flat, so that is exact
 # for them, and the body's vertices are a centimetre or so apart. Garment patterns are evaluated per pixel.
 _LIGHT = """
-uniform mat4 u_clip;   // world -> clip, pixel centres at integer OpenCV coordinates
-uniform mat4 u_view;   // world -> camera (OpenCV: x right, y down, z forward)
+uniform mat4 u_clip;   // world -> clip, pixel centres at integer OpenCV coordinates; clip w = camera-frame z
 uniform vec3 u_eye;
 uniform vec3 u_light_dir;
 uniform float u_light;
@@ -59,11 +58,8 @@ in vec2 in_uv;
 in vec3 in_colour;
 out vec2 v_uv;
 out vec3 v_tint;
-out float v_z;
 void main() {
-    vec4 w = vec4(in_pos, 1.0);
-    gl_Position = u_clip * w;
-    v_z = (u_view * w).z;
+    gl_Position = u_clip * vec4(in_pos, 1.0);
     v_uv = in_uv;
     vec3 n = in_normal;
     if (dot(n, u_eye - in_pos) < 0.0) n = -n;  // light the side the camera sees
@@ -78,13 +74,12 @@ uniform int u_textured;
 uniform sampler2D u_texture;
 in vec2 v_uv;
 in vec3 v_tint;
-in float v_z;
 layout(location = 0) out vec4 f_colour;  // alpha 0: not the person
-layout(location = 1) out float f_depth;
+layout(location = 1) out float f_depth;  // camera-frame z: 1 / (1 / clip w), exact at every pixel
 void main() {
     vec3 c = u_textured == 1 ? v_tint * texture(u_texture, v_uv).rgb : v_tint;
     f_colour = vec4(min(c, vec3(1.0)), 0.0);
-    f_depth = v_z;
+    f_depth = 1.0 / gl_FragCoord.w;
 }
 """
 
@@ -101,13 +96,10 @@ in vec4 in_region_a;   // one-hot region (SKIN, HAIR, TOP, BOTTOM | SHOES, EYES,
 in vec4 in_region_b;   // each pixel takes the nearest region: borders run smoothly through triangles
 out vec2 v_uv;
 out float v_shade;
-out float v_z;
 out vec4 v_region_a;
 out vec4 v_region_b;
 void main() {
-    vec4 w = vec4(in_pos, 1.0);
-    gl_Position = u_clip * w;
-    v_z = (u_view * w).z;
+    gl_Position = u_clip * vec4(in_pos, 1.0);
     v_shade = lambert(normalize(in_normal));
     v_region_a = in_region_a;
     v_region_b = in_region_b;
@@ -122,37 +114,37 @@ _BODY_FRAGMENT = """
 uniform vec3 u_region_colour[7];
 uniform ivec2 u_pattern;     // TOP, BOTTOM: 0 plain, 1 stripes, 2 checks
 uniform vec3 u_second[2];
-uniform vec2 u_scale;
-uniform vec2 u_angle;        // radians
+uniform vec4 u_axes[2];      // pattern axes: (cos, sin, -sin, cos) of its angle, over its period
 in vec2 v_uv;
 in float v_shade;
-in float v_z;
 in vec4 v_region_a;
 in vec4 v_region_b;
 layout(location = 0) out vec4 f_colour;  // alpha 1: the person
 layout(location = 1) out float f_depth;
 
-float pattern(int kind, vec2 p, float scale, float angle) {
-    vec2 q = vec2(cos(angle) * p.x + sin(angle) * p.y, -sin(angle) * p.x + cos(angle) * p.y) / scale;
+float pattern(int kind, vec2 p, vec4 axes) {
+    vec2 q = vec2(dot(p, axes.xy), dot(p, axes.zw));
     if (kind == 1) return step(0.5, fract(q.y));
     if (kind == 2) return mod(floor(q.x) + floor(q.y), 2.0);
     return 0.0;
 }
 
 void main() {
-    float w[7] = float[7](v_region_a.x, v_region_a.y, v_region_a.z, v_region_a.w, v_region_b.x, v_region_b.y,
-                          v_region_b.z);
     int region = 0;
-    for (int k = 1; k < 7; k++) {
-        if (w[k] > w[region]) region = k;
-    }
+    float best = v_region_a.x;
+    if (v_region_a.y > best) { best = v_region_a.y; region = 1; }
+    if (v_region_a.z > best) { best = v_region_a.z; region = 2; }
+    if (v_region_a.w > best) { best = v_region_a.w; region = 3; }
+    if (v_region_b.x > best) { best = v_region_b.x; region = 4; }
+    if (v_region_b.y > best) { best = v_region_b.y; region = 5; }
+    if (v_region_b.z > best) { region = 6; }
     vec3 albedo = u_region_colour[region];
     if (region == 2 || region == 3) {
         int g = region - 2;
-        albedo = mix(albedo, u_second[g], pattern(u_pattern[g], v_uv, u_scale[g], u_angle[g]));
+        albedo = mix(albedo, u_second[g], pattern(u_pattern[g], v_uv, u_axes[g]));
     }
     f_colour = vec4(min(albedo * v_shade, vec3(1.0)), 1.0);
-    f_depth = v_z;
+    f_depth = 1.0 / gl_FragCoord.w;
 }
 """
 
@@ -194,8 +186,8 @@ class Frame:
         return np.column_stack([uv, visible.astype(np.float64)]).astype(np.float32)
 
 
-def _matrices(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """(clip, view) 4x4 float64: world -> OpenCV camera, and world -> GL clip coordinates.
+def clip_matrix(camera: Camera) -> np.ndarray:
+    """4x4 float64 world -> GL clip coordinates for `camera`; the clip w of a point is its camera-frame z.
 
     A pixel centre at integer OpenCV coordinate u sits at GL window coordinate u + 0.5, and GL's window y (up from
     row 0 of the read-back buffer) equals OpenCV's v (down from the top row), so read-back rows come out top first."""
@@ -212,7 +204,7 @@ def _matrices(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
             [0.0, 0.0, 1.0, 0.0],
         ]
     )
-    return proj @ view, view
+    return proj @ view
 
 
 def _gl_matrix(m: np.ndarray) -> bytes:
@@ -298,7 +290,7 @@ class _Body:
         one_hot[np.arange(n), self.regions] = 1.0
         self.buffers = [self.dynamic, ctx.buffer(one_hot.tobytes())]
         self.index = ctx.buffer(self.faces.tobytes())
-        content = [
+        content: list[tuple[Any, ...]] = [
             (self.dynamic, "3f 3f", "in_pos", "in_normal"),
             (self.buffers[1], "4f 4f", "in_region_a", "in_region_b"),
         ]
@@ -438,12 +430,11 @@ class AvatarRenderer:
         import moderngl
 
         self._check(mesh, scene, camera, look)
-        clip, view = _matrices(camera)
+        clip = clip_matrix(camera)
         eye = np.asarray(camera.centre, dtype=np.float64)
         light = scene.light
         shared = {
             "u_clip": _gl_matrix(clip),
-            "u_view": _gl_matrix(view),
             "u_eye": np.asarray(eye, np.float32).tobytes(),
             "u_light_dir": np.asarray(light.unit_direction(), np.float32).tobytes(),
             "u_light": np.float32(light.intensity).tobytes(),
@@ -500,8 +491,11 @@ class AvatarRenderer:
         garments: tuple[Garment, Garment] = (look.top, look.bottom)
         prog["u_pattern"].value = tuple(PATTERNS.index(g.pattern) for g in garments)
         prog["u_second"].write(np.asarray([g.second for g in garments], dtype=np.float32).tobytes())
-        prog["u_scale"].value = tuple(float(g.scale_m) for g in garments)
-        prog["u_angle"].value = tuple(math.radians(g.angle_deg) for g in garments)
+        axes = []
+        for g in garments:
+            c, s = math.cos(math.radians(g.angle_deg)) / g.scale_m, math.sin(math.radians(g.angle_deg)) / g.scale_m
+            axes.append((c, s, -s, c))
+        prog["u_axes"].write(np.asarray(axes, dtype=np.float32).tobytes())
         self._body.vao.render(moderngl.TRIANGLES)
 
     def _draw_photo(self, scene: Scene, camera: Camera) -> None:

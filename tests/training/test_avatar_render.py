@@ -255,6 +255,17 @@ def test_vertex_normals_point_out_of_a_closed_mesh_whichever_way_it_winds() -> N
         assert np.all(np.sum(n[side][:, [0, 2]] * radial, axis=1) > 0)
 
 
+def test_a_closed_body_renders_the_same_whichever_way_its_faces_wind(renderer: AvatarRenderer) -> None:
+    mesh = tube_person()
+    flipped = AvatarMesh(mesh.vertices, np.ascontiguousarray(mesh.faces[:, ::-1]), mesh.regions)
+    camera = front_camera(distance=2.0, height=1.4).camera(W, H)
+    a = renderer.render(mesh, empty_room(), camera, plain_look())
+    b = renderer.render(flipped, empty_room(), camera, plain_look())
+    assert np.array_equal(a.silhouette, b.silhouette)
+    assert np.array_equal(a.depth, b.depth)  # the near side both times (back faces skipped, not the front)
+    assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
+
+
 def test_stripes_alternate_between_the_two_garment_colours(renderer: AvatarRenderer) -> None:
     striped = Garment(colour=(0.9, 0.1, 0.1), pattern="stripes", second=(0.1, 0.1, 0.9), scale_m=0.1)
     look = Appearance(skin=(0.8, 0.6, 0.5), hair=(0.1, 0.1, 0.1), eyes=(0.2, 0.2, 0.2), lips=(0.6, 0.3, 0.3),

@@ -226,6 +226,7 @@ class NormalSolver:
         self.vertex_of_segment = sorted_vertex[self.starts]
         self.n_vertices = n_vertices
         self.complete = len(self.starts) == n_vertices  # every vertex is used by a face
+        self.outward_ccw = True  # set per frame: do the faces wind counter-clockwise seen from outside?
 
     def __call__(self, vertices: np.ndarray) -> np.ndarray:
         v = vertices
@@ -235,7 +236,8 @@ class NormalSolver:
         fn[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
         fn[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
         fn[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        if float(np.einsum("ij,ij->", a, fn)) < 0.0:  # 6 x signed volume: faces wind inwards
+        self.outward_ccw = float(np.einsum("ij,ij->", a, fn)) >= 0.0  # 6 x the signed volume
+        if not self.outward_ccw:
             np.negative(fn, out=fn)
         sums = np.add.reduceat(fn[self.face_of_corner], self.starts, axis=0)
         if self.complete:
@@ -243,6 +245,16 @@ class NormalSolver:
         out = np.zeros((self.n_vertices, 3), dtype=fn.dtype)
         out[self.vertex_of_segment] = sums
         return out
+
+
+def is_closed_and_oriented(faces: np.ndarray) -> bool:
+    """Is every edge shared by exactly two faces that run along it in opposite directions (a closed surface
+    wound one way)? Only then may the renderer skip the faces turned away from the camera."""
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+    n = int(faces.max()) + 1 if faces.size else 0
+    forward = np.unique(directed[:, 0] * n + directed[:, 1])
+    backward = np.unique(directed[:, 1] * n + directed[:, 0])
+    return len(forward) == len(directed) and np.array_equal(forward, backward)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -284,6 +296,7 @@ class _Body:
         self.uv = None if mesh.uv is None else np.array(mesh.uv, dtype=np.float32, copy=True)
         n = mesh.n_vertices
         self.normals = NormalSolver(self.faces, n)
+        self.closed = is_closed_and_oriented(self.faces)
         self.interleaved = np.empty((n, 6), dtype=np.float32)
         self.dynamic = ctx.buffer(reserve=self.interleaved.nbytes, dynamic=True)
         one_hot = np.zeros((n, 8), dtype=np.float32)
@@ -496,7 +509,15 @@ class AvatarRenderer:
             c, s = math.cos(math.radians(g.angle_deg)) / g.scale_m, math.sin(math.radians(g.angle_deg)) / g.scale_m
             axes.append((c, s, -s, c))
         prog["u_axes"].write(np.asarray(axes, dtype=np.float32).tobytes())
+        if self._body.closed:
+            # A closed body hides its own back faces: skip them before they are binned and rasterised. Image v runs
+            # along GL's window y, a mirror of the usual view, so faces that wind counter-clockwise seen from outside
+            # arrive clockwise.
+            self.ctx.front_face = "cw" if self._body.normals.outward_ccw else "ccw"
+            self.ctx.cull_face = "back"
+            self.ctx.enable(moderngl.CULL_FACE)
         self._body.vao.render(moderngl.TRIANGLES)
+        self.ctx.disable(moderngl.CULL_FACE)
 
     def _draw_photo(self, scene: Scene, camera: Camera) -> None:
         import moderngl

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -615,8 +614,3 @@ def _photo_quad(scene: Scene, camera: Camera, photo_shape: tuple[int, ...]) -> n
     left, right = (tx0 + tw, tx0) if scene.photo_flip else (tx0, tx0 + tw)
     # corners: (u0, v0), (u1, v0), (u0, v1), (u1, v1) -> origin at the view's top left, u to the right, v down
     return _quad(world[0], world[1] - world[0], world[2] - world[0], normal, (left, ty0, right, ty0 + th))
-
-
-def set_llvmpipe_threads(n: int) -> None:
-    """Ask Mesa's llvmpipe for `n` rasteriser threads; only effective before the first context is created."""
-    os.environ["LP_NUM_THREADS"] = str(int(n))

@@ -122,6 +122,10 @@ def load_photo(name: str) -> np.ndarray:
 # --- scene values ---------------------------------------------------------------------------------------------
 
 
+def _floats(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
 @dataclass(frozen=True)
 class Light:
     """One directional light (Lambert) plus ambient. `direction` points from the scene towards the light."""
@@ -131,6 +135,7 @@ class Light:
     ambient: float = 0.35
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", _floats(self.direction))  # tuples keep the scene hashable
         if len(self.direction) != 3 or not math.isfinite(sum(self.direction)) or math.hypot(*self.direction) < 1e-6:
             raise ValueError(f"Light.direction: expected a non-zero finite 3-vector, got {self.direction!r}")
         if not (0.0 <= self.intensity <= 3.0):
@@ -154,6 +159,8 @@ class Box:
     name: str = "box"
 
     def __post_init__(self) -> None:
+        for name in ("centre", "size", "colour"):
+            object.__setattr__(self, name, _floats(getattr(self, name)))  # tuples keep the scene hashable
         if len(self.size) != 3 or min(self.size) <= 0 or not math.isfinite(sum(self.size)):
             raise ValueError(f"Box {self.name}: size must be three positive metres, got {self.size!r}")
         if len(self.centre) != 3 or not math.isfinite(sum(self.centre)):
@@ -222,6 +229,8 @@ class Scene:
     seed: int = 0  # draws the wall, floor and poster textures
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "photo_crop", _floats(self.photo_crop))
+        object.__setattr__(self, "props", tuple(self.props))
         if self.backdrop not in BACKDROPS:
             raise ValueError(f"Scene.backdrop: expected one of {', '.join(BACKDROPS)}, got {self.backdrop!r}")
         if self.backdrop == "photo":

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 NEAR_M = 0.02
 FAR_M = 300.0
 DEFAULT_VISIBILITY_TOLERANCE_M = 0.10
-_SCENE_CACHE = 4
 _PHOTO_CACHE = 8
 
 # Lighting is Lambert plus ambient, evaluated per vertex: walls, floors and box faces are flat, so that is exact
@@ -413,9 +412,14 @@ class AvatarRenderer:
     """Renders an AvatarMesh in a Scene through a Camera with an Appearance. One instance per image size; all
     share the process's GL context. Not thread-safe: use one thread (or one process) per renderer."""
 
-    def __init__(self, width: int = 640, height: int = 480) -> None:
+    def __init__(self, width: int = 640, height: int = 480, *, scene_cache: int = 8) -> None:
+        """`scene_cache`: how many scenes keep their textures on the GPU (about 10 MB each). Drawing a new scene's
+        textures costs tens of milliseconds, so a data set should cycle through a pool of at most this many."""
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise ValueError(f"AvatarRenderer: image size must be 16..8192 pixels a side, got {width}x{height}")
+        if scene_cache < 1:
+            raise ValueError(f"AvatarRenderer: scene_cache must be at least 1, got {scene_cache}")
+        self.scene_cache = int(scene_cache)
         self.width, self.height = int(width), int(height)
         self.ctx = gl_context()
         ctx = self.ctx
@@ -541,7 +545,7 @@ class AvatarRenderer:
         if found is None:
             found = _SceneGL(self.ctx, self.surface_program, scene)
             self._scenes[scene] = found
-            if len(self._scenes) > _SCENE_CACHE:
+            if len(self._scenes) > self.scene_cache:
                 self._scenes.popitem(last=False)[1].release()
         self._scenes.move_to_end(scene)
         return found

@@ -1,14 +1,15 @@
 """Headless rasteriser for avatars: one moderngl context on EGL per process (Mesa's llvmpipe on a CPU, the GPU
 where there is one), reused for every frame.
 
-A frame is drawn once into three attachments and each is read back with one glReadPixels: RGB, the person's
-silhouette (props, walls and photo excluded) and the camera-frame depth in metres (inf where nothing was
-drawn). The projection is the project's pinhole (`training.synth.camera.Camera`: fx, fy, cx, cy, OpenCV axes,
+A frame is drawn once into two attachments, each read back with one glReadPixels: RGBA, whose alpha marks the
+person (so the silhouette excludes props, walls and photo), and the camera-frame depth in metres (inf where
+nothing was drawn). The projection is the project's pinhole (`training.synth.camera.Camera`: fx, fy, cx, cy, OpenCV axes,
 pixel centres at integers) written as a GL clip matrix, so a world point projected with `Frame.project` lands
 on the pixel the rasteriser drew it on, to float precision.
 
 Between frames of one body topology only the vertex positions and normals are uploaded; faces, regions and
-pattern coordinates stay on the GPU, and each scene's textures stay there while the scene is in use.
+pattern coordinates stay on the GPU, and recently used scenes keep their textures there. A closed body's back
+faces are culled. Mesa's llvmpipe cannot be shared across fork(): create renderers in the worker processes.
 """
 
 from __future__ import annotations

@@ -81,11 +81,23 @@ def _scores_keyed_by_device(conn: Connection) -> None:
     conn.exec_driver_sql("DROP TABLE scores_v3")
 
 
+def _user_sessions(conn: Connection) -> None:
+    """users gets session_version (raised to end a user's sessions) and disabled. Existing users start at 0,
+    which no cookie from before carries, so everyone logs in once more."""
+    have = {c["name"] for c in inspect(conn).get_columns("users")}
+    false = "false" if conn.dialect.name == "postgresql" else "0"
+    if "session_version" not in have:
+        conn.exec_driver_sql("ALTER TABLE users ADD COLUMN session_version BIGINT NOT NULL DEFAULT 0")
+    if "disabled" not in have:
+        conn.exec_driver_sql(f"ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT {false}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "scores, metrics, devices, dead letters, alerts, users", _initial),
     Migration(2, "metric_values keyed by series and time (SQLite: WITHOUT ROWID)", _metric_values_keyed_by_series),
     Migration(3, "drop the unused scores index on site, device, window_end", _drop_scores_device_index),
     Migration(4, "scores keyed by site, device and message id, not message id alone", _scores_keyed_by_device),
+    Migration(5, "users: session version and disabled flag, to revoke sessions", _user_sessions),
 )
 LATEST = MIGRATIONS[-1].version
 

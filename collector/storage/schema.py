@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -158,6 +159,10 @@ users = Table(
     Column("username", String(64), primary_key=True),
     Column("password_hash", String(255), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    # A session is valid while its cookie holds this number; raising it ends every session of the user
+    # (logout, new password, disable). Schema version 5.
+    Column("session_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
 user_sites = Table(

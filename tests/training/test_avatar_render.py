@@ -186,6 +186,17 @@ def test_depth_of_the_floor_equals_the_ray_distance_to_the_plane(renderer: Avata
     assert np.allclose(frame.depth[rows, cols][on_floor], t[on_floor], rtol=1e-4)
 
 
+@pytest.mark.parametrize("backdrop", ["office", "corridor", "clinic"])
+def test_a_room_grown_to_contain_its_camera_leaves_no_pixel_empty(renderer: AvatarRenderer, backdrop: str) -> None:
+    rng = np.random.default_rng(11)
+    pose = role_camera("booth-end", rng, (0.0, 1.0, 0.0), distance_m=(6.0, 6.0))  # beyond any sampled room's wall
+    scene = make_scene(backdrop, rng, contain=[pose.position])
+    room = scene.room
+    assert room.x0 < pose.position[0] < room.x1 and room.z0 < pose.position[2] < room.z1
+    frame = renderer.render(tube_person(), scene, pose.camera(W, H), plain_look())
+    assert np.isfinite(frame.depth).all()
+
+
 # --- props occlude and are not the person ----------------------------------------------------------------------
 
 

@@ -73,8 +73,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     seated = SeatedPlacement(seat_height_m=0.47, seat_front_z_m=0.1, desk_height_m=0.74, desk_near_z_m=0.35)
     for label, backdrop, role, target_y in CASES:
-        scene = make_scene(backdrop, rng, seated=seated if role == "desk-monitor" else None)
-        camera = role_camera(role, rng, (0.0, target_y, 0.0)).camera(args.width, args.height)
+        pose = role_camera(role, rng, (0.0, target_y, 0.0))
+        scene = make_scene(backdrop, rng, seated=seated if role == "desk-monitor" else None, contain=[pose.position])
+        camera = pose.camera(args.width, args.height)
         look = sample_appearance(rng)
         frame = renderer.render(meshes[0], scene, camera, look)  # draws and uploads the scene's textures
         wall, cpu = time.perf_counter(), time.process_time()

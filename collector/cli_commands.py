@@ -1,4 +1,4 @@
-"""`edgescreen collector run` and `edgescreen collector user add` (heavy imports stay inside handlers)."""
+"""`edgescreen collector run` and `collector user add|disable|delete` (heavy imports stay inside handlers)."""
 
 from __future__ import annotations
 
@@ -41,12 +41,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     user = sub.add_parser("user", help="dashboard users")
     user_sub = user.add_subparsers(metavar="COMMAND")
-    add = user_sub.add_parser("add", help="create a user (or reset the password and sites of an existing one)")
+    add = user_sub.add_parser(
+        "add",
+        help="create a user, or give an existing one a new password and sites (this also enables a disabled "
+        "user and ends their sessions)",
+    )
     add.add_argument("username")
     add.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path or postgresql://…")
     add.add_argument("--site", action="append", required=True, help="site the user may see (repeat for more)")
     add.add_argument("--password-file", type=Path, help="read the password from this file instead of a prompt")
     add.set_defaults(func=_user_add)
+    for name, text in (
+        ("disable", "refuse the user's logins and end their sessions now (user add enables them again)"),
+        ("delete", "remove the user and their site grants; their sessions end now"),
+    ):
+        command = user_sub.add_parser(name, help=text)
+        command.add_argument("username")
+        command.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path or postgresql://…")
+        command.set_defaults(func=_user_change, change=name)
     user.set_defaults(func=lambda _a: _usage(user))
 
 
@@ -112,6 +124,25 @@ def _user_add(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(f"user {args.username} can see: {', '.join(sorted(set(args.site)))}")
+    return 0
+
+
+def _user_change(args: argparse.Namespace) -> int:
+    from collector.storage import open_database
+    from collector.users import delete_user, disable_user
+
+    try:
+        db = open_database(args.db)
+    except ValueError as exc:  # a bad --db URL
+        raise UsageError(str(exc)) from exc
+    try:
+        done = (disable_user if args.change == "disable" else delete_user)(db, args.username)
+    finally:
+        db.dispose()
+    if not done:
+        raise EdgeScreenError(f"no user {args.username!r}")
+    state = "disabled" if args.change == "disable" else "deleted"
+    print(f"user {args.username} is {state}; their dashboard sessions have ended")
     return 0
 
 

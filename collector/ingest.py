@@ -338,7 +338,7 @@ class Ingestor:
                 continue
             kind = event[0]
             if kind == "done":
-                self._committed(event[1], event[2], event[3])
+                self._committed(event[1], event[2], event[3], event[4])
             elif kind == "alerts":
                 if self.on_alerts is not None:
                     self.on_alerts(event[1])
@@ -364,7 +364,7 @@ class Ingestor:
             except OSError:
                 pass  # gone again: the next turn of the events loop replaces it
 
-    def _committed(self, batch_id: int, new: list[int], seconds: float) -> None:
+    def _committed(self, batch_id: int, new: list[int], conflicts: int, seconds: float) -> None:
         with self._sent_lock:
             batch = self._sent.pop(batch_id)
         self._progress_at = time.monotonic()
@@ -378,8 +378,10 @@ class Ingestor:
         stats.batches += 1
         stats.received += len(batch.items)
         stats.stored += len(new)
-        stats.duplicates += batch.valid - len(new)
+        stats.duplicates += batch.valid - len(new) - conflicts
         stats.rejected.update(batch.reasons)
+        if conflicts:
+            stats.rejected["conflict"] += conflicts
 
     def _acknowledge(self, items: list[_Incoming]) -> None:
         with self._ack_lock:

@@ -5,10 +5,10 @@ them. Split this way, the Python work of receiving and the database work of stor
 instead of taking turns under one interpreter lock. The protocol over the pipe, in order:
 
     parent → writer   ("batch", batch_id, PreparedBatch) | ("stop",)
-    writer → parent   per batch in the order sent ("done", batch_id, new row indexes,
-                      seconds spent), each followed, when alert rules are configured and the batch opened or
-                      resolved any, by ("alerts", [Alert, ...]) for the parent to deliver; and ("db_error", text)
-                      for every failed attempt while the database is down
+    writer → parent   per batch in the order sent ("done", batch_id, new row indexes, how many rows were
+                      dead-lettered as conflicts, seconds spent), each followed, when alert rules are configured
+                      and the batch opened or resolved any, by ("alerts", [Alert, ...]) for the parent to deliver;
+                      and ("db_error", text) for every failed attempt while the database is down
 
 The writer reports a batch only after its transaction committed; the parent acknowledges the batch's
 messages to the broker only on that report. The alert rules are evaluated here, in the transaction that
@@ -126,6 +126,7 @@ class _Writer:
         self.waiting: deque[tuple[Any, ...]] = deque()  # received while retrying an earlier batch
         self.alerts: list[Alert] = []  # raised by the transactions of the batch being stored that committed
         self.new: set[int] = set()  # score rows of that batch committed so far (before an outage too)
+        self.conflicts: set[int] = set()  # its score rows dead-lettered as conflicts so far
         self.engine: AlertEngine | None = None
         if settings.rules is not None:
             from collector.alerts.engine import AlertEngine
@@ -149,7 +150,7 @@ class _Writer:
             if new is None:
                 return  # told to stop, or the parent is gone, while the database was down: nothing committed
             try:
-                self.conn.send(("done", batch_id, new, time.perf_counter() - t0))
+                self.conn.send(("done", batch_id, new, len(self.conflicts), time.perf_counter() - t0))
                 if self.alerts:
                     alerts, self.alerts[:] = list(self.alerts), []
                     self.conn.send(("alerts", alerts))
@@ -160,6 +161,7 @@ class _Writer:
         """Write until it commits; None when asked to stop (or orphaned) before it could."""
         self.alerts.clear()
         self.new.clear()
+        self.conflicts.clear()
         delay = 0.1
         while True:
             try:
@@ -200,9 +202,10 @@ class _Writer:
         replayed after a crash is evaluated in the transaction that stores it, or was evaluated already). The alerts
         of a transaction that rolls back are dropped; the rows it committed join `self.new`."""
         mark = len(self.alerts)
+        conflicts: list[int] = []
         try:
             with self.db.engine.begin() as conn:
-                new = write_prepared(conn, self.db, batch, self.settings.dead_letter_limit)
+                new = write_prepared(conn, self.db, batch, self.settings.dead_letter_limit, conflicts)
                 if rules and self.engine is not None and new:
                     try:
                         self.engine.evaluate(conn, batch.facts(new))
@@ -220,6 +223,7 @@ class _Writer:
             del self.alerts[mark:]
             raise
         self.new.update(rows[i] for i in new)
+        self.conflicts.update(rows[i] for i in conflicts)
 
     def _commit_split(self, batch: PreparedBatch) -> None:
         """Store a batch that failed as a whole: its messages by halves, down to each one that fails alone, which

@@ -60,6 +60,7 @@ def install_broker_files(root: Path, site: str, name: str, dest: Path, group: st
         ) from exc
     _record(root, dest, {"site": site, "name": name, "group": group})
     log.info("broker files for %s/%s in %s", site, name, dest)
+    pki.warn_if_crl_due()
     return dest
 
 
@@ -70,6 +71,18 @@ def refresh_broker_files(root: Path) -> list[Path]:
         site, name, group = str(entry["site"]), str(entry["name"]), entry.get("group")
         done.append(install_broker_files(root, site, name, Path(dest), None if group is None else str(group)))
     return done
+
+
+def broker_files_stale(root: Path) -> bool:
+    """True when a recorded folder's CRL or ACL differs from the PKI's (or is missing): a refresh is due."""
+    for dest, entry in _recorded(root).items():
+        for copy, source in (("crl.pem", root / str(entry["site"]) / "crl.pem"), ("acl", root / "acl")):
+            try:
+                if (Path(dest) / copy).read_bytes() != source.read_bytes():
+                    return True
+            except OSError:  # missing or unreadable: the refresh rewrites it, or says why it cannot
+                return True
+    return False
 
 
 def _copy(source: Path, target: Path, gid: int) -> None:

@@ -7,12 +7,18 @@ only free space is reclaimed.
 
 Retention deletes scores, their flattened metric values, dead letters and resolved alerts older than the
 cut-off; open alerts, the device registry and user accounts are kept.
+
+On the host that holds the site PKI, each site's CRL is re-signed once less than half its validity is left
+(an expired CRL makes the broker refuse every client), the broker's copies are refreshed and the broker is
+reloaded, which rereads the CRL (Mosquitto does on SIGHUP).
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import sqlite3
+import subprocess
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +29,15 @@ from sqlalchemy.engine import make_url
 from collector.storage import open_database, schema
 from collector.timeutil import utcnow_naive
 from contract.errors import EdgeScreenError
+from edgescreen.broker_files import broker_files_stale, refresh_broker_files
+from edgescreen.provision import ProvisionError, sites
 
 log = logging.getLogger(__name__)
 
 OUTBOX_PATTERNS = ("outbox*.sqlite", "*/outbox*.sqlite")
 BUSY_TIMEOUT_MS = 5000
+RELOAD_BROKER = "systemctl reload mosquitto"  # its ExecReload= sends SIGHUP, which rereads the CRL and ACL
+RELOAD_TIMEOUT_S = 60
 
 
 class MaintenanceError(EdgeScreenError, RuntimeError):
@@ -53,6 +63,27 @@ class OutboxReport:
 class RetentionReport:
     cutoff: str
     deleted: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CrlReport:
+    site: str
+    next_update_before: str | None  # None when the CRL could not be read
+    next_update: str | None
+    renewed: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CrlRenewal:
+    sites: list[CrlReport]
+    broker_files: list[Path]  # folders whose CRL and ACL were refreshed
+    reloaded: bool
+    error: str | None = None  # the broker's copies or the reload failed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(s.error is None for s in self.sites)
 
 
 def find_outboxes(state_dir: Path) -> list[Path]:
@@ -145,3 +176,59 @@ def _checkpoint_sqlite(path: str) -> None:
             log.info("collector database busy: WAL checkpoint was partial")
     finally:
         conn.close()
+
+
+def renew_crls(pki_root: Path, reload_command: str | None = RELOAD_BROKER) -> CrlRenewal:
+    """Re-sign every site CRL under `pki_root` that is due, refresh the broker's copies, reload the broker.
+
+    The copies are refreshed (and the broker reloaded) when a CRL was re-signed or a copy differs from the PKI,
+    as after a run whose copy failed. `reload_command` None leaves the reload to the caller.
+    """
+    if not pki_root.is_dir():
+        raise MaintenanceError(f"--pki {pki_root} is not a folder")
+    reports = []
+    for pki in sites(pki_root):
+        before: str | None = None
+        try:
+            before = pki.crl_dates()[1].isoformat(timespec="seconds")
+            due = pki.crl_due()
+        except ProvisionError as exc:
+            log.warning("site %s: %s; signing a new one", pki.site, exc)
+            due = True
+        if not due:
+            reports.append(CrlReport(pki.site, before, before, renewed=False))
+            continue
+        try:
+            pki.write_crl()
+            after = pki.crl_dates()[1].isoformat(timespec="seconds")
+        except ProvisionError as exc:
+            reports.append(CrlReport(pki.site, before, None, renewed=False, error=str(exc)))
+            continue
+        log.info("site %s: CRL renewed, next update %s (was %s)", pki.site, after, before)
+        reports.append(CrlReport(pki.site, before, after, renewed=True))
+    try:
+        if not any(r.renewed for r in reports) and not broker_files_stale(pki_root):
+            return CrlRenewal(reports, [], reloaded=False)
+        dests = refresh_broker_files(pki_root)
+    except ProvisionError as exc:
+        return CrlRenewal(reports, [], reloaded=False, error=f"the broker's copies were not refreshed: {exc}")
+    if not dests or reload_command is None:
+        return CrlRenewal(reports, dests, reloaded=False)
+    error = _reload_broker(reload_command)
+    return CrlRenewal(reports, dests, reloaded=error is None, error=error)
+
+
+def _reload_broker(command: str) -> str | None:
+    """Run the reload command; None when it worked, else what went wrong."""
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=RELOAD_TIMEOUT_S, check=False
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return f"the broker did not reload (`{command}`: {exc})"
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        tail = f": {detail[-1]}" if detail else ""
+        return f"the broker did not reload (`{command}` exited with {done.returncode}){tail}"
+    log.info("broker reloaded (%s)", command)
+    return None

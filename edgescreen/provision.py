@@ -37,6 +37,11 @@ from contract.wire import RESERVED_NAMES, TOPIC_ROOT, check_not_reserved
 log = logging.getLogger(__name__)
 
 IdentityKind = Literal["device", "collector", "broker"]
+# A CRL is signed for CRL_DAYS; the broker refuses every client once it has expired. The nightly
+# `edgescreen maintenance --pki` re-signs it when less than CRL_RENEW_FRACTION of its validity is left, and
+# `provision` warns from then on (the renewal is not running where the PKI lives).
+CRL_DAYS = 30
+CRL_RENEW_FRACTION = 0.5
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -240,6 +245,7 @@ class SitePKI:
         }
         self._save_registry(registry)
         log.info("issued %s certificate %s (serial %x)", kind, identity, serial)
+        self.warn_if_crl_due()
         return Issued(identity=identity, kind=kind, bundle_dir=bundle, serial=serial)
 
     def identity(self, kind: IdentityKind, name: str) -> str:
@@ -280,7 +286,7 @@ class SitePKI:
         log.info("revoked %s (serial %x)", identity, serial)
         return serial
 
-    def write_crl(self, days: int = 30) -> Path:
+    def write_crl(self, days: int = CRL_DAYS) -> Path:
         ca_key, ca_cert = self._ca()
         registry = self.registry()
         now = _now()
@@ -300,6 +306,44 @@ class SitePKI:
         path = self.dir / "crl.pem"
         _write_public(path, crl.public_bytes(serialization.Encoding.PEM))
         return path
+
+    def crl_dates(self) -> tuple[dt.datetime, dt.datetime]:
+        """The site CRL's last and next update (UTC)."""
+        path = self.dir / "crl.pem"
+        try:
+            crl = x509.load_pem_x509_crl(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ProvisionError(f"{path}: cannot read the CRL: {exc}") from exc
+        if crl.next_update_utc is None:
+            raise ProvisionError(f"{path}: the CRL has no next update")
+        return crl.last_update_utc, crl.next_update_utc
+
+    def crl_due(self, now: dt.datetime | None = None) -> bool:
+        """True once less than CRL_RENEW_FRACTION of the CRL's validity is left (or it has expired)."""
+        last, next_ = self.crl_dates()
+        return next_ - (now or _now()) < (next_ - last) * CRL_RENEW_FRACTION
+
+    def warn_if_crl_due(self) -> None:
+        """One warning line when the CRL is due for renewal: once it expires the broker refuses every client."""
+        try:
+            if not self.crl_due():
+                return
+            _, next_ = self.crl_dates()
+        except ProvisionError as exc:
+            log.warning("site %s: %s", self.site, exc)
+            return
+        left = next_ - _now()
+        if left <= dt.timedelta(0):
+            state = f"expired on {next_:%Y-%m-%d %H:%M} UTC: the broker refuses every client"
+        else:
+            state = f"expires on {next_:%Y-%m-%d %H:%M} UTC (in {left.days} days), then the broker refuses every client"
+        log.warning(
+            "site %s: the CRL %s; renew it with `edgescreen maintenance --pki %s` "
+            "(edgescreen-maintenance.timer does it nightly on the host that holds the PKI)",
+            self.site,
+            state,
+            self.root,
+        )
 
 
 def sites(root: Path) -> list[SitePKI]:

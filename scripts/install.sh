@@ -77,7 +77,7 @@ if [ "$COMPONENT" != device ]; then
     install -m 0644 "$SRC/firmware_config/mosquitto/edgescreen.conf" "$DESTDIR/etc/mosquitto/conf.d/edgescreen.conf.example"
     install -m 0644 "$SRC/systemd/edgescreen-collector.service" "$DESTDIR/etc/systemd/system/"
 fi
-for u in edgescreen-maintenance.service edgescreen-maintenance.timer; do
+for u in edgescreen-maintenance.service edgescreen-maintenance.timer edgescreen-maintenance-crl.service; do
     install -m 0644 "$SRC/systemd/$u" "$DESTDIR/etc/systemd/system/$u"
 done
 

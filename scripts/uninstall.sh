@@ -13,7 +13,8 @@ if [ -z "$DESTDIR" ]; then
     systemctl disable --now 'edgescreen-edge@*.service' edgescreen-collector.service edgescreen-maintenance.timer 2>/dev/null || true
 fi
 for u in edgescreen-edge@.service edgescreen-engine@.service edgescreen-jetson-setup.service \
-         edgescreen-collector.service edgescreen-maintenance.service edgescreen-maintenance.timer; do
+         edgescreen-collector.service edgescreen-maintenance.service edgescreen-maintenance.timer \
+         edgescreen-maintenance-crl.service; do
     rm -f "$DESTDIR/etc/systemd/system/$u"
 done
 rm -rf "$DESTDIR/etc/systemd/system/edgescreen-edge@gait-booth.service.d"

@@ -57,10 +57,47 @@ def _drop_scores_device_index(conn: Connection) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_scores_device_time")
 
 
+_SCORES_KEY = ["site", "device_id", "message_id"]
+
+
+def _scores_keyed_by_device(conn: Connection) -> None:
+    """scores gets the primary key (site, device_id, message_id) in place of message_id alone, so that one device
+    cannot take another's message ids; rows are kept (message ids were unique, so they are under the new key)."""
+    if inspect(conn).get_pk_constraint("scores").get("constrained_columns") == _SCORES_KEY:
+        return  # created by version 1 from the current definition
+    if conn.dialect.name == "postgresql":
+        name = inspect(conn).get_pk_constraint("scores")["name"]
+        conn.exec_driver_sql(f'ALTER TABLE scores DROP CONSTRAINT "{name}"')
+        conn.exec_driver_sql(f"ALTER TABLE scores ADD CONSTRAINT scores_pkey PRIMARY KEY ({', '.join(_SCORES_KEY)})")
+        return
+    # SQLite cannot change a primary key in place: the table is rebuilt, its index with it.
+    columns = ", ".join(c.name for c in schema.scores.columns)
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_scores_site_kind_time")
+    conn.exec_driver_sql("ALTER TABLE scores RENAME TO scores_v3")
+    schema.scores.create(conn)
+    conn.exec_driver_sql(
+        f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_v3 ORDER BY {', '.join(_SCORES_KEY)}"
+    )
+    conn.exec_driver_sql("DROP TABLE scores_v3")
+
+
+def _user_sessions(conn: Connection) -> None:
+    """users gets session_version (raised to end a user's sessions) and disabled. Existing users start at 0,
+    which no cookie from before carries, so everyone logs in once more."""
+    have = {c["name"] for c in inspect(conn).get_columns("users")}
+    false = "false" if conn.dialect.name == "postgresql" else "0"
+    if "session_version" not in have:
+        conn.exec_driver_sql("ALTER TABLE users ADD COLUMN session_version BIGINT NOT NULL DEFAULT 0")
+    if "disabled" not in have:
+        conn.exec_driver_sql(f"ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT {false}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "scores, metrics, devices, dead letters, alerts, users", _initial),
     Migration(2, "metric_values keyed by series and time (SQLite: WITHOUT ROWID)", _metric_values_keyed_by_series),
     Migration(3, "drop the unused scores index on site, device, window_end", _drop_scores_device_index),
+    Migration(4, "scores keyed by site, device and message id, not message id alone", _scores_keyed_by_device),
+    Migration(5, "users: session version and disabled flag, to revoke sessions", _user_sessions),
 )
 LATEST = MIGRATIONS[-1].version
 

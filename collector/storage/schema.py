@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -28,11 +29,12 @@ schema_migrations = Table(
     Column("applied_at", DateTime, nullable=False),
 )
 
-# Every valid device message, stored once (message_id is the idempotency key).
+# Every valid device message, stored once. The idempotency key is the device's own (site, device_id, message_id):
+# a device cannot take another's message ids (schema version 4; before, message_id alone).
 scores = Table(
     "scores",
     metadata,
-    Column("message_id", String(36), primary_key=True),
+    Column("message_id", String(36), nullable=False),
     Column("site", String(63), nullable=False),
     Column("device_id", String(63), nullable=False),
     Column("kind", String(16), nullable=False),
@@ -43,6 +45,7 @@ scores = Table(
     Column("label", String(32), nullable=True),  # gait: predicted class
     Column("outcome", String(32), nullable=True),  # gait: walk-through outcome
     Column("payload", Text, nullable=False),  # the validated JSON exactly as received
+    PrimaryKeyConstraint("site", "device_id", "message_id", name="scores_pkey"),
 )
 # What the dashboard reads scores by. (Schema version 1 also indexed site, device, window_end; no query used
 # it and each message paid for it, so version 3 drops it.)
@@ -156,6 +159,10 @@ users = Table(
     Column("username", String(64), primary_key=True),
     Column("password_hash", String(255), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    # A session is valid while its cookie holds this number; raising it ends every session of the user
+    # (logout, new password, disable). Schema version 5.
+    Column("session_version", BigInteger, nullable=False, server_default=text("0")),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
 user_sites = Table(

@@ -20,7 +20,7 @@ from collector.flatten import flatten
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import to_naive_utc
-from contract.wire import DeviceMessage, Heartbeat, Status, Window
+from contract.wire import DeviceMessage, Heartbeat, Status, Window, WireError, topic_for
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
 
@@ -115,7 +115,7 @@ class BatchBuilder:
     def __init__(self, dialect: str) -> None:
         # SQLite gets SQLAlchemy's DateTime text form directly; PostgreSQL (COPY) takes naive datetimes.
         self._as_db: Callable[[datetime], object] = _sqlite_time if dialect == "sqlite" else _same
-        self._seen: set[str] = set()
+        self._seen: dict[tuple[str, str, str], str] = {}  # (site, device_id, message_id) -> payload
         self._received: dict[datetime, object] = {}
         self._devices: dict[tuple[str, str], dict[str, Any]] = {}
         self.scores: list[tuple[Any, ...]] = []
@@ -127,10 +127,14 @@ class BatchBuilder:
         return len(self.scores) + len(self._rejected)
 
     def add(self, msg: DeviceMessage, payload: str, received_at: datetime) -> bool:
-        """Add a message's rows; False if its message_id is already in this batch. Raises (and adds nothing)
-        when the message cannot be turned into rows."""
+        """Add a message's rows; False if it is already in this batch. Raises (and adds nothing) when the message
+        cannot be turned into rows: WireError('conflict') when its device sent its message_id with other content."""
         mid = str(msg.message_id)
-        if mid in self._seen:
+        key = (msg.site, msg.device_id, mid)
+        seen = self._seen.get(key)
+        if seen is not None:
+            if seen != payload:
+                raise WireError("conflict", _conflict_detail(*key))
             self._register(msg, received_at)
             return False
         as_db = self._as_db
@@ -146,7 +150,7 @@ class BatchBuilder:
         label, outcome = getattr(msg, "predicted", None), getattr(msg, "outcome", None)
         flat = flatten(msg)
         self._register(msg, received_at)
-        self._seen.add(mid)
+        self._seen[key] = payload
         self.scores.append(
             (mid, msg.site, msg.device_id, msg.kind, msg.seq, start_db, end_db, got, label, outcome, payload)
         )
@@ -207,24 +211,56 @@ def _naive(value: datetime) -> datetime:
     return to_naive_utc(value)
 
 
-def write_prepared(conn: Connection, db: Database, batch: PreparedBatch, dead_letter_limit: int) -> list[int]:
-    """Store a prepared batch inside the caller's transaction; returns the indexes of the new score rows."""
+def write_prepared(
+    conn: Connection, db: Database, batch: PreparedBatch, dead_letter_limit: int, conflicts: list[int] | None = None
+) -> list[int]:
+    """Store a prepared batch inside the caller's transaction; returns the indexes of the new score rows.
+
+    A score row whose key (site, device_id, message_id) is stored already is a duplicate when its payload is the
+    same, and a conflict when it is not: dead-lettered (reason `conflict`) in this transaction, its index added
+    to `conflicts` when given.
+    """
     new: list[int] = []
+    rejected = batch.rejected
     if batch.scores:
-        inserted = (_insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql)(conn, batch.scores)
-        new = [i for i, row in enumerate(batch.scores) if row[0] in inserted]
+        scores = batch.scores
+        insert = _insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql
+        inserted, clashing = insert(conn, scores)
+        if len(inserted) == len(scores):
+            new = list(range(len(scores)))
+        else:
+            new = [i for i, row in enumerate(scores) if (row[1], row[2], row[0]) in inserted]
+        if clashing:
+            found = [i for i, row in enumerate(scores) if (row[1], row[2], row[0]) in clashing]
+            rejected = [*rejected, *(_conflict(scores[i]) for i in found)]
+            if conflicts is not None:
+                conflicts += found
         if new:
             _insert_metrics(conn, db, batch, new)
     if batch.devices:
         _update_devices(conn, db, batch.devices)
-    if batch.rejected:
-        _store_rejects(conn, db, batch.rejected, dead_letter_limit)
+    if rejected:
+        _store_rejects(conn, db, rejected, dead_letter_limit)
     return new
 
 
-def _insert_scores_postgresql(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+_Key = tuple[str, str, str]  # site, device_id, message_id: the key of a score row
+
+
+def _conflict_detail(site: str, device_id: str, message_id: str) -> str:
+    return f"message_id {message_id} of {site}/{device_id} came before with other content"
+
+
+def _conflict(row: tuple[Any, ...]) -> Rejected:
+    message_id, site, device_id, kind = row[:4]
+    detail = _conflict_detail(site, device_id, message_id)
+    return Rejected(topic_for(site, device_id, kind), "conflict", detail, row[-1].encode(), _datetime(row[7]))
+
+
+def _insert_scores_postgresql(conn: Connection, rows: list[tuple[Any, ...]]) -> tuple[set[_Key], set[_Key]]:
+    """The keys of the rows inserted, and of those stored already with another payload."""
     # COPY into a per-connection staging table, then one INSERT … ON CONFLICT DO NOTHING RETURNING: the
-    # returned ids are exactly the rows this transaction inserted (replays and another collector's rows drop out).
+    # returned keys are exactly the rows this transaction inserted (replays and another collector's rows drop out).
     columns = ", ".join(_SCORE_COLUMNS)
     conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS scores_incoming (LIKE scores) ON COMMIT DELETE ROWS")
     raw: Any = conn.connection.driver_connection
@@ -233,24 +269,49 @@ def _insert_scores_postgresql(conn: Connection, rows: list[tuple[Any, ...]]) -> 
             copy.write_row(row)
     result = conn.exec_driver_sql(
         f"INSERT INTO scores ({columns}) SELECT {columns} FROM scores_incoming "
-        "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+        "ON CONFLICT (site, device_id, message_id) DO NOTHING RETURNING site, device_id, message_id"
     )
-    return {r[0] for r in result}
+    inserted: set[_Key] = {(r[0], r[1], r[2]) for r in result}
+    if len(inserted) == len(rows):
+        return inserted, set()
+    # Rows inserted just now meet themselves here with the same payload: only earlier rows can differ.
+    clashing = conn.exec_driver_sql(
+        "SELECT i.site, i.device_id, i.message_id FROM scores_incoming i JOIN scores s "
+        "USING (site, device_id, message_id) WHERE s.payload <> i.payload"
+    )
+    return inserted, {(r[0], r[1], r[2]) for r in clashing}
 
 
-def _insert_scores_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+def _insert_scores_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> tuple[set[_Key], set[_Key]]:
+    """The keys of the rows inserted, and of those stored already with another payload."""
     # The write transaction holds SQLite's write lock (BEGIN IMMEDIATE), so what is absent now is inserted
     # by us alone; a plain multi-row INSERT is several times faster than a RETURNING statement per row.
-    ids = [row[0] for row in rows]
-    existing: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        found = conn.exec_driver_sql(f"SELECT message_id FROM scores WHERE message_id IN ({marks})", tuple(chunk))
-        existing.update(r[0] for r in found)
-    fresh = [row for row in rows if row[0] not in existing] if existing else rows
+    by_device: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        by_device.setdefault((row[1], row[2]), []).append(row[0])
+    existing: dict[_Key, str] = {}
+    for (site, device_id), ids in by_device.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found = conn.exec_driver_sql(
+                f"SELECT message_id, payload FROM scores WHERE site = ? AND device_id = ? AND message_id IN ({marks})",
+                (site, device_id, *chunk),
+            )
+            existing.update(((site, device_id, r[0]), r[1]) for r in found)
+    fresh = rows
+    clashing: set[_Key] = set()
+    if existing:
+        fresh = []
+        for row in rows:
+            key = (row[1], row[2], row[0])
+            stored = existing.get(key)
+            if stored is None:
+                fresh.append(row)
+            elif stored != row[-1]:
+                clashing.add(key)
     _sqlite_insert_rows(conn, "scores", _SCORE_COLUMNS, [value for row in fresh for value in row])
-    return {row[0] for row in fresh}
+    return {(row[1], row[2], row[0]) for row in fresh}, clashing
 
 
 # SQLite 3.32+ binds up to 32766 parameters per statement; a few hundred rows per statement is the sweet spot.

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from collector.storage.engine import Database
 from collector.timeutil import utcnow_naive
 from collector.web.auth import NotLoggedIn, SessionMiddleware, csrf_token
+from collector.web.throttle import LoginThrottle
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +24,9 @@ def create_app(
     secret: bytes,
     secure_cookies: bool = True,
     k_anonymity: int = 11,
+    *,
     clock: Callable[[], datetime] | None = None,
+    login_throttle: LoginThrottle | None = None,
 ) -> FastAPI:
     """The dashboard; `clock` (naive UTC) decides which screening weeks are released (tests pin it)."""
     from collector.web import exports, pages
@@ -32,6 +35,7 @@ def create_app(
     app.state.db = db
     app.state.k = k_anonymity
     app.state.clock = clock or utcnow_naive
+    app.state.login_throttle = login_throttle or LoginThrottle()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["csrf_token"] = csrf_token
     app.state.templates = templates

@@ -1,4 +1,8 @@
-"""Sessions (signed cookie, Secure/HttpOnly/SameSite), CSRF tokens and the current user's sites."""
+"""Sessions (signed cookie, Secure/HttpOnly/SameSite), CSRF tokens and the current user's sites.
+
+The cookie holds the user's session version from login; a session whose version no longer matches the
+stored one (after logout, a new password, or the user being disabled or deleted) is over.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from collector.storage.engine import Database
-from collector.users import user_sites
+from collector.users import Account, active_account
 
 COOKIE = "edgescreen_session"
 SESSION_MAX_AGE_S = 12 * 3600
@@ -46,6 +50,8 @@ class SessionMiddleware(BaseHTTPMiddleware):
                 session = self.serializer.loads(raw, max_age=SESSION_MAX_AGE_S)
             except BadSignature:
                 session = None
+            if not isinstance(session, dict) or not isinstance(session.get("csrf"), str):
+                session = None
         fresh = session is None
         if session is None:
             session = {"csrf": secrets.token_urlsafe(32), "user": None}
@@ -64,9 +70,13 @@ class SessionMiddleware(BaseHTTPMiddleware):
         return response
 
 
-def start_session(request: Request, username: str) -> None:
+def start_session(request: Request, account: Account) -> None:
     """A new session (and CSRF token) on login, so a token seen before login is worth nothing after."""
-    request.state.session = {"csrf": secrets.token_urlsafe(32), "user": username}
+    request.state.session = {
+        "csrf": secrets.token_urlsafe(32),
+        "user": account.username,
+        "ver": account.session_version,
+    }
     request.state.session_changed = True
 
 
@@ -81,19 +91,23 @@ def csrf_token(request: Request) -> str:
 
 
 def check_csrf(request: Request, submitted: str) -> None:
-    if not submitted or not hmac.compare_digest(submitted, csrf_token(request)):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500 before).
+    expected = csrf_token(request).encode()
+    if not submitted or not hmac.compare_digest(submitted.encode("utf-8", "replace"), expected):
         raise HTTPException(status_code=403, detail="CSRF token missing or wrong; reload the page and try again")
 
 
 def current_user(request: Request) -> User:
-    username = request.state.session.get("user")
+    session = request.state.session
+    username = session.get("user")
     if not username:
         raise NotLoggedIn()
     db: Database = request.app.state.db
-    sites = user_sites(db, username)
-    if not sites:
+    account = active_account(db, username)
+    if account is None or session.get("ver") != account.session_version or not account.sites:
+        end_session(request)  # the cookie is replaced by an anonymous one
         raise NotLoggedIn()
-    return User(username, sites)
+    return User(username, account.sites)
 
 
 def require_site(user: User, site: str) -> None:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.timeutil import utcnow_naive
-from collector.users import verify_user
+from collector.users import PasswordCheckBusy, end_sessions, verify_user
 from collector.web import charts, queries, screening
 from collector.web.auth import User, check_csrf, current_user, end_session, require_site, start_session
 from collector.web.suppression import SuppressedTable
+from collector.web.throttle import LoginThrottle
 
 router = APIRouter()
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -54,18 +55,39 @@ def login(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
-    sites = verify_user(request.app.state.db, username, password)
-    if not sites:
-        response = render(request, "login.html", None, error="Unknown user or wrong password.")
-        response.status_code = 401
-        return response
-    start_session(request, username)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    account_key, address = username[:64], request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(account_key, address)
+    if wait:
+        message = f"Too many failed logins for this user or from this address; try again in {wait} s."
+        return _login_refused(request, message, 429, wait)
+    try:
+        account = verify_user(request.app.state.db, username, password)
+    except PasswordCheckBusy:
+        return _login_refused(request, "The server is busy checking passwords; try again in a few seconds.", 503, 5)
+    if account is None or not account.sites:
+        throttle.failed(account_key, address)
+        return _login_refused(request, "Unknown user or wrong password.", 401)
+    throttle.succeeded(account_key)
+    start_session(request, account)
     return RedirectResponse("/", status_code=303)
+
+
+def _login_refused(request: Request, message: str, status: int, retry_after: int | None = None) -> HTMLResponse:
+    response = render(request, "login.html", None, error=message)
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Ends the session, and every other session of the same user (their cookies stop working too)."""
     check_csrf(request, csrf_token)
+    username = request.state.session.get("user")
+    if username:
+        end_sessions(request.app.state.db, username)
     end_session(request)
     return RedirectResponse("/login", status_code=303)
 

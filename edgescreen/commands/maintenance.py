@@ -1,24 +1,39 @@
-"""`edgescreen maintenance`: compact device outboxes and apply the collector's retention (run by a timer)."""
+"""`edgescreen maintenance`: compact device outboxes, apply the collector's retention and renew the site CRLs
+(run by a timer)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contract.errors import EdgeScreenError
+from contract.errors import EdgeScreenError, UsageError
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
 
 
 def register(groups: Groups) -> None:
-    help_text = "checkpoint and vacuum device outboxes, report their depth, and apply the database retention"
+    help_text = (
+        "checkpoint and vacuum device outboxes, report their depth, apply the database retention, "
+        "and renew the site CRLs before they expire"
+    )
     p = groups.top.add_parser("maintenance", help=help_text, description=help_text)
+    p.add_argument("--state-dir", type=Path, help="folder holding outbox.sqlite or <profile>/outbox.sqlite")
     p.add_argument(
-        "--state-dir", type=Path, required=True, help="folder holding outbox.sqlite or <profile>/outbox.sqlite"
+        "--pki",
+        type=Path,
+        help="site PKI folder: re-sign each CRL once half its validity is gone, refresh the broker's copies "
+        "and reload the broker",
+    )
+    p.add_argument(
+        "--reload-broker",
+        default="systemctl reload mosquitto",
+        metavar="COMMAND",
+        help="how to make the broker reread the CRL after a renewal (default: systemctl reload mosquitto)",
     )
     p.add_argument(
         "--db",
@@ -34,10 +49,14 @@ def register(groups: Groups) -> None:
 def _run(args: argparse.Namespace) -> int:
     from edgescreen.maintenance import MaintenanceError, apply_retention, compact_outbox, find_outboxes
 
-    report: dict[str, Any] = {"outboxes": [], "retention": None}
+    report: dict[str, Any] = {"outboxes": [], "retention": None, "crl": None}
     failed = False
+    if args.state_dir is None and args.pki is None and not (args.db or os.environ.get("DB_URL")):
+        raise UsageError("nothing to do: give --state-dir, --pki or --db")
+    if args.pki is not None:
+        failed |= _renew_crls(args, report)
     try:
-        outboxes = find_outboxes(args.state_dir)
+        outboxes = find_outboxes(args.state_dir) if args.state_dir is not None else []
     except MaintenanceError as exc:
         raise EdgeScreenError(str(exc)) from exc
     for path in outboxes:
@@ -60,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 state = f"skipped ({r.skipped})" if r.skipped else f"{r.bytes_before} -> {r.bytes_after} bytes"
                 print(f"{r.path}: depth {r.depth}, dropped {r.dropped}, {state}")
-    if not outboxes and not args.json:
+    if not outboxes and args.state_dir is not None and not args.json:
         print(f"no outbox under {args.state_dir}")
     # The timer's unit reads collector.env: on a collector host the retention applies without being asked for.
     db_url = args.db or os.environ.get("DB_URL")
@@ -76,3 +95,41 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     return 1 if failed else 0
+
+
+def _renew_crls(args: argparse.Namespace, report: dict[str, Any]) -> bool:
+    """Renew the CRLs under --pki; fills report["crl"] and returns True when something failed."""
+    from edgescreen.maintenance import MaintenanceError, renew_crls
+
+    try:
+        renewal = renew_crls(args.pki, args.reload_broker or None)
+    except MaintenanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return True
+    report["crl"] = {
+        "sites": [
+            {
+                "site": r.site,
+                "next_update_before": r.next_update_before,
+                "next_update": r.next_update,
+                "renewed": r.renewed,
+                "error": r.error,
+            }
+            for r in renewal.sites
+        ],
+        "broker_files": [str(d) for d in renewal.broker_files],
+        "reloaded": renewal.reloaded,
+        "error": renewal.error,
+    }
+    for r in renewal.sites:
+        if r.error is not None:
+            print(f"error: site {r.site}: the CRL was not renewed: {r.error}", file=sys.stderr)
+        elif not args.json:
+            state = f"CRL renewed, next update {r.next_update}" if r.renewed else f"CRL valid until {r.next_update}"
+            print(f"site {r.site}: {state}")
+    if not args.json:
+        for dest in renewal.broker_files:
+            print(f"broker files updated in {dest}" + (", broker reloaded" if renewal.reloaded else ""))
+    if renewal.error is not None:
+        print(f"error: {renewal.error}", file=sys.stderr)
+    return not renewal.ok

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
+import httpx
 from fastapi.testclient import TestClient
 
 from collector.storage import Database
@@ -20,7 +21,7 @@ def client_for(db: Database, *, k: int = 11, clock: Callable[[], datetime] | Non
     return TestClient(app, base_url="https://testserver")
 
 
-def csrf(client: TestClient, path: str = "/login") -> str:
+def csrf(client: httpx.Client, path: str = "/login") -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
     assert match, f"no CSRF token on {path}"
     return match.group(1)

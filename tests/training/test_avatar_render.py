@@ -186,6 +186,17 @@ def test_depth_of_the_floor_equals_the_ray_distance_to_the_plane(renderer: Avata
     assert np.allclose(frame.depth[rows, cols][on_floor], t[on_floor], rtol=1e-4)
 
 
+@pytest.mark.parametrize("backdrop", ["office", "corridor", "clinic"])
+def test_a_room_grown_to_contain_its_camera_leaves_no_pixel_empty(renderer: AvatarRenderer, backdrop: str) -> None:
+    rng = np.random.default_rng(11)
+    pose = role_camera("booth-end", rng, (0.0, 1.0, 0.0), distance_m=(6.0, 6.0))  # beyond any sampled room's wall
+    scene = make_scene(backdrop, rng, contain=[pose.position])
+    room = scene.room
+    assert room.x0 < pose.position[0] < room.x1 and room.z0 < pose.position[2] < room.z1
+    frame = renderer.render(tube_person(), scene, pose.camera(W, H), plain_look())
+    assert np.isfinite(frame.depth).all()
+
+
 # --- props occlude and are not the person ----------------------------------------------------------------------
 
 
@@ -253,6 +264,17 @@ def test_vertex_normals_point_out_of_a_closed_mesh_whichever_way_it_winds() -> N
         side = (mesh.vertices[:, 1] > 0.1) & (mesh.vertices[:, 1] < 1.6)
         radial = mesh.vertices[side][:, [0, 2]]
         assert np.all(np.sum(n[side][:, [0, 2]] * radial, axis=1) > 0)
+
+
+def test_a_closed_body_renders_the_same_whichever_way_its_faces_wind(renderer: AvatarRenderer) -> None:
+    mesh = tube_person()
+    flipped = AvatarMesh(mesh.vertices, np.ascontiguousarray(mesh.faces[:, ::-1]), mesh.regions)
+    camera = front_camera(distance=2.0, height=1.4).camera(W, H)
+    a = renderer.render(mesh, empty_room(), camera, plain_look())
+    b = renderer.render(flipped, empty_room(), camera, plain_look())
+    assert np.array_equal(a.silhouette, b.silhouette)
+    assert np.allclose(a.depth, b.depth, rtol=1e-5)  # the near side both times (back faces skipped, not the front)
+    assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
 
 
 def test_stripes_alternate_between_the_two_garment_colours(renderer: AvatarRenderer) -> None:

@@ -190,16 +190,11 @@ def sample_flexion(rng: np.random.Generator, pattern: FlexionPattern) -> Flexion
     )
 
 
-def flexion_sequence(
-    anthro: Anthropometry,
-    posture: Posture,
-    params: FlexionParams,
-    rng: np.random.Generator,
-    *,
-    fps: float = 15.0,
-    heading: float = 0.0,
-) -> F64:
-    """Joints (T, NUM_JOINTS, 3) of one trial: 0.4 s standing, descent, hold, return, 0.4 s standing."""
+def flexion_states(
+    posture: Posture, params: FlexionParams, rng: np.random.Generator, *, fps: float = 15.0
+) -> tuple[F64, list[tuple[Posture, LimbPose]]]:
+    """One trial's frame times and (posture, limbs) per frame: 0.4 s standing, descent, hold, return, 0.4 s
+    standing."""
     still = 0.4
     total = 2 * still + params.down_s + params.hold_s + params.up_s
     t = np.arange(round(total * fps)) / fps
@@ -220,7 +215,7 @@ def flexion_sequence(
     noise -= np.linspace(noise[0], noise[-1], t.size)  # a bridge: no drift at the ends
     noise *= params.tremor / (np.abs(noise).max() + 1e-9) * (level > 0.02)
     hip_share = 1.0 - params.lumbar_share - params.thoracic_share
-    frames = []
+    states = []
     for i in range(t.size):
         limbs = LimbPose(
             pelvic_tilt=float(params.total_flexion * hip_share * hip_level[i] + noise[i]),
@@ -231,5 +226,19 @@ def flexion_sequence(
             shoulder_flexion=(35 * level[i], 35 * level[i]),
         )
         p = replace(posture, lateral_lean=posture.lateral_lean + params.lateral_deviation * np.sin(np.pi * level[i]))
-        frames.append(pose_body(anthro, p, limbs, heading=heading).joints)
-    return np.stack(frames)
+        states.append((p, limbs))
+    return t, states
+
+
+def flexion_sequence(
+    anthro: Anthropometry,
+    posture: Posture,
+    params: FlexionParams,
+    rng: np.random.Generator,
+    *,
+    fps: float = 15.0,
+    heading: float = 0.0,
+) -> F64:
+    """Joints (T, NUM_JOINTS, 3) of one trial (flexion_states)."""
+    _, states = flexion_states(posture, params, rng, fps=fps)
+    return np.stack([pose_body(anthro, p, limbs, heading=heading).joints for p, limbs in states])

@@ -12,8 +12,10 @@ their targets (a secant step through the untouched state; see pose.py).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +35,9 @@ from training.synth.avatar.pose import (
     segment_orientations,
 )
 from training.synth.body import rot_y
+
+if TYPE_CHECKING:
+    import torch
 
 F64 = npt.NDArray[np.float64]
 BATCH = 8  # bodies per anny call: larger batches gain little on 2 cores and cost memory
@@ -69,17 +74,59 @@ def build_bodies(requests: Sequence[BodyRequest]) -> list[tuple[AvatarMesh, Body
     return out
 
 
+@dataclass(frozen=True)
+class _Body:
+    """What stays fixed for one phenotype whatever its pose."""
+
+    rest: anny_model.RestBodies  # batch of one
+    reference: torch.Tensor  # (1, J, 4, 4) bone poses with all deltas identity (anny's reference pose)
+    geometry: RestGeometry
+
+
+_BODY_CACHE: OrderedDict[Phenotype, _Body] = OrderedDict()
+BODY_CACHE_SIZE = 64  # bodies kept between calls (a few hundred kB each)
+
+
+def _bodies(phenotypes: list[Phenotype]) -> list[_Body]:
+    """The fixed state of each phenotype, built in one call for those not cached yet."""
+    missing = [p for p in dict.fromkeys(phenotypes) if p not in _BODY_CACHE]
+    if missing:
+        am = anny_model.get_model()
+        rest = anny_model.rest_bodies([p.anny_kwargs() for p in missing])
+        # Deltas compose from anny's reference pose (all deltas identity), a little off the rest mesh's A-pose:
+        # bone directions and segment frames are taken against it.
+        identity = np.tile(np.eye(3), (len(missing), am.n_bones, 1, 1))
+        _, reference = anny_model.bone_transforms(rest, identity)
+        heads = anny_model.to_world(reference[:, :, :3, 3].double().numpy())
+        for i, p in enumerate(missing):
+            one = anny_model.RestBodies(vertices=rest.vertices[i : i + 1], bone_poses=rest.bone_poses[i : i + 1])
+            _BODY_CACHE[p] = _Body(one, reference[i : i + 1], RestGeometry(heads[i]))
+    out = []
+    for p in phenotypes:
+        _BODY_CACHE.move_to_end(p)
+        out.append(_BODY_CACHE[p])
+    while len(_BODY_CACHE) > BODY_CACHE_SIZE:
+        _BODY_CACHE.popitem(last=False)
+    return out
+
+
 def _build_batch(requests: list[BodyRequest]) -> list[tuple[AvatarMesh, BodyPoints]]:
+    import torch
+
     am = anny_model.get_model()
     spec = point_spec()
     poses = [r.resolved() for r in requests]
-    keys = [r.phenotype for r in requests]
-    unique = list(dict.fromkeys(keys))
-    rest_unique = anny_model.rest_bodies([p.anny_kwargs() for p in unique])
-    index = np.array([unique.index(k) for k in keys])
-    rest = anny_model.RestBodies(vertices=rest_unique.vertices[index], bone_poses=rest_unique.bone_poses[index])
-    heads = anny_model.to_world(rest.bone_poses[:, :, :3, 3].double().numpy())  # (B, J, 3)
-    geometry = [RestGeometry(heads[i]) for i in range(len(requests))]
+    bodies = _bodies([r.phenotype for r in requests])
+    if all(b is bodies[0] for b in bodies):  # one subject's frames: anny broadcasts a batch of one
+        rest, reference = bodies[0].rest, bodies[0].reference.expand(len(bodies), -1, -1, -1)
+    else:
+        with anny_model.single_thread():
+            rest = anny_model.RestBodies(
+                vertices=torch.cat([b.rest.vertices for b in bodies]),
+                bone_poses=torch.cat([b.rest.bone_poses for b in bodies]),
+            )
+            reference = torch.cat([b.reference for b in bodies])
+    geometry = [b.geometry for b in bodies]
     solves = _solve(am, spec, rest, geometry, poses)
 
     transforms, posed = anny_model.bone_transforms(rest, *_deltas(am, geometry, poses, solves))
@@ -88,7 +135,7 @@ def _build_batch(requests: list[BodyRequest]) -> list[tuple[AvatarMesh, BodyPoin
     vertices = anny_model.to_world(vertices_t.double().numpy())
     bone_heads = anny_model.to_world(posed[:, :, :3, 3].double().numpy())
     rot_posed = posed[:, :, :3, :3].double().numpy()
-    rot_rest = rest.bone_poses[:, :, :3, :3].double().numpy()
+    rot_reference = reference[:, :, :3, :3].double().numpy()
 
     results = []
     for i, pose in enumerate(poses):
@@ -101,7 +148,7 @@ def _build_batch(requests: list[BodyRequest]) -> list[tuple[AvatarMesh, BodyPoin
         frames = {}
         for name, bone in FRAME_BONES.items():
             j = am.bone_index[bone]
-            g = anny_model.ANNY_TO_WORLD @ rot_posed[i, j] @ rot_rest[i, j].T @ anny_model.ANNY_TO_WORLD.T
+            g = anny_model.ANNY_TO_WORLD @ rot_posed[i, j] @ rot_reference[i, j].T @ anny_model.ANNY_TO_WORLD.T
             frames[name] = (heading @ g).astype(np.float32)
         points = body_points(spec, v[None], c[None], h[None])[0]
         seat = _seat(v, points.blazepose.astype(np.float64), spec, pose) if pose.seated else None
@@ -122,7 +169,7 @@ SECANT_STEPS = 2
 # First guesses, as angle (deg) per unit of target (deg or metre) for a typical adult; the secant corrects them.
 _GUESS_PER_UNIT = {"neck": 1.5, "clavicles": 57.3 / 0.30, "trunk_shift": 57.3 / 0.21, "pelvis": 1.15}
 _LIMITS = {"neck": MAX_NECK_DEG, "clavicles": MAX_CLAVICLE_DEG, "trunk_shift": MAX_LUMBAR_DEG, "pelvis": 15.0}
-_COCO_POINTS = ["left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
+_COCO_POINTS = ("left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_hip", "right_hip")
 _SKIN_POINTS = ("acromion_l", "acromion_r", "c7")
 
 
@@ -250,3 +297,10 @@ def _seat(vertices: F64, blazepose: F64, spec: PointSpec, pose: PoseParams) -> S
         heading_deg=pose.heading_deg,
         centre_z_m=pose.position[1],
     )
+
+
+def stature_m(phenotype: Phenotype) -> float:
+    """The body's standing height in metres (its rest mesh, top of the head to the soles)."""
+    rest = anny_model.rest_bodies([phenotype.anny_kwargs()])
+    z = rest.vertices[0, :, 2]
+    return float(z.max() - z.min())

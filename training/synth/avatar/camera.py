@@ -118,7 +118,7 @@ class RolePlacement:
 # Targets by role: the desk monitor and head station aim at the face; the booth cameras at mid-body height on
 # the walking line. Webcams have 60-78 degree horizontal fields; a booth camera a little narrower.
 ROLE_PLACEMENTS: dict[CameraRole, RolePlacement] = {
-    "desk-monitor": RolePlacement(distance_m=(0.55, 0.90), hfov_deg=(58.0, 78.0), height_offset_m=(-0.05, 0.15)),
+    "desk-monitor": RolePlacement(distance_m=(0.6, 1.1), hfov_deg=(58.0, 78.0), height_offset_m=(-0.05, 0.15)),
     "booth-end": RolePlacement(distance_m=(3.0, 6.0), hfov_deg=(50.0, 70.0), height_m=(1.2, 1.7),
                                aim_jitter_deg=1.5, roll_sd_deg=0.7),
     "booth-side": RolePlacement(distance_m=(1.5, 2.3), hfov_deg=(60.0, 78.0), height_m=(0.9, 1.4), azimuth_deg=90.0,

@@ -1,21 +1,21 @@
 """Headless rasteriser for avatars: one moderngl context on EGL per process (Mesa's llvmpipe on a CPU, the GPU
 where there is one), reused for every frame.
 
-A frame is drawn once into three attachments and each is read back with one glReadPixels: RGB, the person's
-silhouette (props, walls and photo excluded) and the camera-frame depth in metres (inf where nothing was
-drawn). The projection is the project's pinhole (`training.synth.camera.Camera`: fx, fy, cx, cy, OpenCV axes,
+A frame is drawn once into two attachments, each read back with one glReadPixels: RGBA, whose alpha marks the
+person (so the silhouette excludes props, walls and photo), and the camera-frame depth in metres (inf where
+nothing was drawn). The projection is the project's pinhole (`training.synth.camera.Camera`: fx, fy, cx, cy, OpenCV axes,
 pixel centres at integers) written as a GL clip matrix, so a world point projected with `Frame.project` lands
 on the pixel the rasteriser drew it on, to float precision.
 
 Between frames of one body topology only the vertex positions and normals are uploaded; faces, regions and
-pattern coordinates stay on the GPU, and each scene's textures stay there while the scene is in use.
+pattern coordinates stay on the GPU, and recently used scenes keep their textures there. A closed body's back
+faces are culled. Mesa's llvmpipe cannot be shared across fork(): create renderers in the worker processes.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -33,14 +33,12 @@ log = logging.getLogger(__name__)
 NEAR_M = 0.02
 FAR_M = 300.0
 DEFAULT_VISIBILITY_TOLERANCE_M = 0.10
-_SCENE_CACHE = 4
 _PHOTO_CACHE = 8
 
 # Lighting is Lambert plus ambient, evaluated per vertex: walls, floors and box faces are flat, so that is exact
 # for them, and the body's vertices are a centimetre or so apart. Garment patterns are evaluated per pixel.
 _LIGHT = """
-uniform mat4 u_clip;   // world -> clip, pixel centres at integer OpenCV coordinates
-uniform mat4 u_view;   // world -> camera (OpenCV: x right, y down, z forward)
+uniform mat4 u_clip;   // world -> clip, pixel centres at integer OpenCV coordinates; clip w = camera-frame z
 uniform vec3 u_eye;
 uniform vec3 u_light_dir;
 uniform float u_light;
@@ -59,11 +57,8 @@ in vec2 in_uv;
 in vec3 in_colour;
 out vec2 v_uv;
 out vec3 v_tint;
-out float v_z;
 void main() {
-    vec4 w = vec4(in_pos, 1.0);
-    gl_Position = u_clip * w;
-    v_z = (u_view * w).z;
+    gl_Position = u_clip * vec4(in_pos, 1.0);
     v_uv = in_uv;
     vec3 n = in_normal;
     if (dot(n, u_eye - in_pos) < 0.0) n = -n;  // light the side the camera sees
@@ -78,13 +73,12 @@ uniform int u_textured;
 uniform sampler2D u_texture;
 in vec2 v_uv;
 in vec3 v_tint;
-in float v_z;
 layout(location = 0) out vec4 f_colour;  // alpha 0: not the person
-layout(location = 1) out float f_depth;
+layout(location = 1) out float f_depth;  // camera-frame z: 1 / (1 / clip w), exact at every pixel
 void main() {
     vec3 c = u_textured == 1 ? v_tint * texture(u_texture, v_uv).rgb : v_tint;
     f_colour = vec4(min(c, vec3(1.0)), 0.0);
-    f_depth = v_z;
+    f_depth = 1.0 / gl_FragCoord.w;
 }
 """
 
@@ -97,17 +91,17 @@ uniform int u_has_uv;
 in vec3 in_pos;
 in vec3 in_normal;     // outward, not normalised
 in vec2 in_uv;
-in float in_region;
+in vec4 in_region_a;   // one-hot region (SKIN, HAIR, TOP, BOTTOM | SHOES, EYES, LIPS, -), interpolated so that
+in vec4 in_region_b;   // each pixel takes the nearest region: borders run smoothly through triangles
 out vec2 v_uv;
 out float v_shade;
-out float v_z;
-flat out int v_region;
+out vec4 v_region_a;
+out vec4 v_region_b;
 void main() {
-    vec4 w = vec4(in_pos, 1.0);
-    gl_Position = u_clip * w;
-    v_z = (u_view * w).z;
+    gl_Position = u_clip * vec4(in_pos, 1.0);
     v_shade = lambert(normalize(in_normal));
-    v_region = int(in_region + 0.5);
+    v_region_a = in_region_a;
+    v_region_b = in_region_b;
     // Without uv: metres around and along the body's axis, so stripes run level round the torso.
     v_uv = u_has_uv == 1 ? in_uv : vec2(atan(in_pos.x - u_axis.x, in_pos.z - u_axis.y) * 0.16, in_pos.y);
 }
@@ -119,30 +113,37 @@ _BODY_FRAGMENT = """
 uniform vec3 u_region_colour[7];
 uniform ivec2 u_pattern;     // TOP, BOTTOM: 0 plain, 1 stripes, 2 checks
 uniform vec3 u_second[2];
-uniform vec2 u_scale;
-uniform vec2 u_angle;        // radians
+uniform vec4 u_axes[2];      // pattern axes: (cos, sin, -sin, cos) of its angle, over its period
 in vec2 v_uv;
 in float v_shade;
-in float v_z;
-flat in int v_region;
+in vec4 v_region_a;
+in vec4 v_region_b;
 layout(location = 0) out vec4 f_colour;  // alpha 1: the person
 layout(location = 1) out float f_depth;
 
-float pattern(int kind, vec2 p, float scale, float angle) {
-    vec2 q = vec2(cos(angle) * p.x + sin(angle) * p.y, -sin(angle) * p.x + cos(angle) * p.y) / scale;
+float pattern(int kind, vec2 p, vec4 axes) {
+    vec2 q = vec2(dot(p, axes.xy), dot(p, axes.zw));
     if (kind == 1) return step(0.5, fract(q.y));
     if (kind == 2) return mod(floor(q.x) + floor(q.y), 2.0);
     return 0.0;
 }
 
 void main() {
-    vec3 albedo = u_region_colour[clamp(v_region, 0, 6)];
-    if (v_region == 2 || v_region == 3) {
-        int g = v_region - 2;
-        albedo = mix(albedo, u_second[g], pattern(u_pattern[g], v_uv, u_scale[g], u_angle[g]));
+    int region = 0;
+    float best = v_region_a.x;
+    if (v_region_a.y > best) { best = v_region_a.y; region = 1; }
+    if (v_region_a.z > best) { best = v_region_a.z; region = 2; }
+    if (v_region_a.w > best) { best = v_region_a.w; region = 3; }
+    if (v_region_b.x > best) { best = v_region_b.x; region = 4; }
+    if (v_region_b.y > best) { best = v_region_b.y; region = 5; }
+    if (v_region_b.z > best) { region = 6; }
+    vec3 albedo = u_region_colour[region];
+    if (region == 2 || region == 3) {
+        int g = region - 2;
+        albedo = mix(albedo, u_second[g], pattern(u_pattern[g], v_uv, u_axes[g]));
     }
     f_colour = vec4(min(albedo * v_shade, vec3(1.0)), 1.0);
-    f_depth = v_z;
+    f_depth = 1.0 / gl_FragCoord.w;
 }
 """
 
@@ -184,8 +185,8 @@ class Frame:
         return np.column_stack([uv, visible.astype(np.float64)]).astype(np.float32)
 
 
-def _matrices(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """(clip, view) 4x4 float64: world -> OpenCV camera, and world -> GL clip coordinates.
+def clip_matrix(camera: Camera) -> np.ndarray:
+    """4x4 float64 world -> GL clip coordinates for `camera`; the clip w of a point is its camera-frame z.
 
     A pixel centre at integer OpenCV coordinate u sits at GL window coordinate u + 0.5, and GL's window y (up from
     row 0 of the read-back buffer) equals OpenCV's v (down from the top row), so read-back rows come out top first."""
@@ -202,7 +203,7 @@ def _matrices(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
             [0.0, 0.0, 1.0, 0.0],
         ]
     )
-    return proj @ view, view
+    return proj @ view
 
 
 def _gl_matrix(m: np.ndarray) -> bytes:
@@ -224,6 +225,7 @@ class NormalSolver:
         self.vertex_of_segment = sorted_vertex[self.starts]
         self.n_vertices = n_vertices
         self.complete = len(self.starts) == n_vertices  # every vertex is used by a face
+        self.outward_ccw = True  # set per frame: do the faces wind counter-clockwise seen from outside?
 
     def __call__(self, vertices: np.ndarray) -> np.ndarray:
         v = vertices
@@ -233,7 +235,8 @@ class NormalSolver:
         fn[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
         fn[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
         fn[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        if float(np.einsum("ij,ij->", a, fn)) < 0.0:  # 6 x signed volume: faces wind inwards
+        self.outward_ccw = float(np.einsum("ij,ij->", a, fn)) >= 0.0  # 6 x the signed volume
+        if not self.outward_ccw:
             np.negative(fn, out=fn)
         sums = np.add.reduceat(fn[self.face_of_corner], self.starts, axis=0)
         if self.complete:
@@ -241,6 +244,16 @@ class NormalSolver:
         out = np.zeros((self.n_vertices, 3), dtype=fn.dtype)
         out[self.vertex_of_segment] = sums
         return out
+
+
+def is_closed_and_oriented(faces: np.ndarray) -> bool:
+    """Is every edge shared by exactly two faces that run along it in opposite directions (a closed surface
+    wound one way)? Only then may the renderer skip the faces turned away from the camera."""
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+    n = int(faces.max()) + 1 if faces.size else 0
+    forward = np.unique(directed[:, 0] * n + directed[:, 1])
+    backward = np.unique(directed[:, 1] * n + directed[:, 0])
+    return len(forward) == len(directed) and np.array_equal(forward, backward)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -282,11 +295,17 @@ class _Body:
         self.uv = None if mesh.uv is None else np.array(mesh.uv, dtype=np.float32, copy=True)
         n = mesh.n_vertices
         self.normals = NormalSolver(self.faces, n)
+        self.closed = is_closed_and_oriented(self.faces)
         self.interleaved = np.empty((n, 6), dtype=np.float32)
         self.dynamic = ctx.buffer(reserve=self.interleaved.nbytes, dynamic=True)
-        self.buffers = [self.dynamic, ctx.buffer(self.regions.astype(np.float32).tobytes())]
+        one_hot = np.zeros((n, 8), dtype=np.float32)
+        one_hot[np.arange(n), self.regions] = 1.0
+        self.buffers = [self.dynamic, ctx.buffer(one_hot.tobytes())]
         self.index = ctx.buffer(self.faces.tobytes())
-        content = [(self.dynamic, "3f 3f", "in_pos", "in_normal"), (self.buffers[1], "1f", "in_region")]
+        content: list[tuple[Any, ...]] = [
+            (self.dynamic, "3f 3f", "in_pos", "in_normal"),
+            (self.buffers[1], "4f 4f", "in_region_a", "in_region_b"),
+        ]
         if self.uv is not None:
             self.buffers.append(ctx.buffer(self.uv.tobytes()))
             content.append((self.buffers[2], "2f", "in_uv"))
@@ -394,9 +413,14 @@ class AvatarRenderer:
     """Renders an AvatarMesh in a Scene through a Camera with an Appearance. One instance per image size; all
     share the process's GL context. Not thread-safe: use one thread (or one process) per renderer."""
 
-    def __init__(self, width: int = 640, height: int = 480) -> None:
+    def __init__(self, width: int = 640, height: int = 480, *, scene_cache: int = 8) -> None:
+        """`scene_cache`: how many scenes keep their textures on the GPU (about 10 MB each). Drawing a new scene's
+        textures costs tens of milliseconds, so a data set should cycle through a pool of at most this many."""
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise ValueError(f"AvatarRenderer: image size must be 16..8192 pixels a side, got {width}x{height}")
+        if scene_cache < 1:
+            raise ValueError(f"AvatarRenderer: scene_cache must be at least 1, got {scene_cache}")
+        self.scene_cache = int(scene_cache)
         self.width, self.height = int(width), int(height)
         self.ctx = gl_context()
         ctx = self.ctx
@@ -423,12 +447,11 @@ class AvatarRenderer:
         import moderngl
 
         self._check(mesh, scene, camera, look)
-        clip, view = _matrices(camera)
+        clip = clip_matrix(camera)
         eye = np.asarray(camera.centre, dtype=np.float64)
         light = scene.light
         shared = {
             "u_clip": _gl_matrix(clip),
-            "u_view": _gl_matrix(view),
             "u_eye": np.asarray(eye, np.float32).tobytes(),
             "u_light_dir": np.asarray(light.unit_direction(), np.float32).tobytes(),
             "u_light": np.float32(light.intensity).tobytes(),
@@ -485,9 +508,20 @@ class AvatarRenderer:
         garments: tuple[Garment, Garment] = (look.top, look.bottom)
         prog["u_pattern"].value = tuple(PATTERNS.index(g.pattern) for g in garments)
         prog["u_second"].write(np.asarray([g.second for g in garments], dtype=np.float32).tobytes())
-        prog["u_scale"].value = tuple(float(g.scale_m) for g in garments)
-        prog["u_angle"].value = tuple(math.radians(g.angle_deg) for g in garments)
+        axes = []
+        for g in garments:
+            c, s = math.cos(math.radians(g.angle_deg)) / g.scale_m, math.sin(math.radians(g.angle_deg)) / g.scale_m
+            axes.append((c, s, -s, c))
+        prog["u_axes"].write(np.asarray(axes, dtype=np.float32).tobytes())
+        if self._body.closed:
+            # A closed body hides its own back faces: skip them before they are binned and rasterised. Image v runs
+            # along GL's window y, a mirror of the usual view, so faces that wind counter-clockwise seen from outside
+            # arrive clockwise.
+            self.ctx.front_face = "cw" if self._body.normals.outward_ccw else "ccw"
+            self.ctx.cull_face = "back"
+            self.ctx.enable(moderngl.CULL_FACE)
         self._body.vao.render(moderngl.TRIANGLES)
+        self.ctx.disable(moderngl.CULL_FACE)
 
     def _draw_photo(self, scene: Scene, camera: Camera) -> None:
         import moderngl
@@ -512,7 +546,7 @@ class AvatarRenderer:
         if found is None:
             found = _SceneGL(self.ctx, self.surface_program, scene)
             self._scenes[scene] = found
-            if len(self._scenes) > _SCENE_CACHE:
+            if len(self._scenes) > self.scene_cache:
                 self._scenes.popitem(last=False)[1].release()
         self._scenes.move_to_end(scene)
         return found
@@ -585,8 +619,3 @@ def _photo_quad(scene: Scene, camera: Camera, photo_shape: tuple[int, ...]) -> n
     left, right = (tx0 + tw, tx0) if scene.photo_flip else (tx0, tx0 + tw)
     # corners: (u0, v0), (u1, v0), (u0, v1), (u1, v1) -> origin at the view's top left, u to the right, v down
     return _quad(world[0], world[1] - world[0], world[2] - world[0], normal, (left, ty0, right, ty0 + th))
-
-
-def set_llvmpipe_threads(n: int) -> None:
-    """Ask Mesa's llvmpipe for `n` rasteriser threads; only effective before the first context is created."""
-    os.environ["LP_NUM_THREADS"] = str(int(n))

@@ -11,7 +11,9 @@ left/right calibration shots) are left out: a second person would contradict the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,10 +98,19 @@ PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 POSTERS = ("opencv:starry_night", "matplotlib:present", "opencv:butterfly", "opencv:graf1", "skimage:rocket")
 
 
-def available_photos() -> tuple[str, ...]:
-    """Photo names whose files are on this machine (OpenCV's need the opencv-doc package)."""
-    have_opencv = OPENCV_DATA.is_dir()
-    return tuple(n for n in PHOTOS if have_opencv or not n.startswith("opencv:"))
+# Too small to fill a 640x480 view without showing its pixels: hung on walls as posters only.
+POSTER_ONLY = frozenset({"matplotlib:present"})
+
+
+def available_photos(*, backdrops_only: bool = False) -> tuple[str, ...]:
+    """Photo names whose files are on this machine: scikit-image's need the package, OpenCV's the opencv-doc
+    Debian package. `backdrops_only` leaves out the small ones kept for posters."""
+    have = {
+        "skimage": importlib.util.find_spec("skimage") is not None,
+        "matplotlib": importlib.util.find_spec("matplotlib") is not None,
+        "opencv": OPENCV_DATA.is_dir(),
+    }
+    return tuple(n for n in PHOTOS if have[n.split(":")[0]] and not (backdrops_only and n in POSTER_ONLY))
 
 
 @functools.lru_cache(maxsize=32)
@@ -122,6 +133,10 @@ def load_photo(name: str) -> np.ndarray:
 # --- scene values ---------------------------------------------------------------------------------------------
 
 
+def _floats(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
 @dataclass(frozen=True)
 class Light:
     """One directional light (Lambert) plus ambient. `direction` points from the scene towards the light."""
@@ -131,6 +146,7 @@ class Light:
     ambient: float = 0.35
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "direction", _floats(self.direction))  # tuples keep the scene hashable
         if len(self.direction) != 3 or not math.isfinite(sum(self.direction)) or math.hypot(*self.direction) < 1e-6:
             raise ValueError(f"Light.direction: expected a non-zero finite 3-vector, got {self.direction!r}")
         if not (0.0 <= self.intensity <= 3.0):
@@ -154,6 +170,8 @@ class Box:
     name: str = "box"
 
     def __post_init__(self) -> None:
+        for name in ("centre", "size", "colour"):
+            object.__setattr__(self, name, _floats(getattr(self, name)))  # tuples keep the scene hashable
         if len(self.size) != 3 or min(self.size) <= 0 or not math.isfinite(sum(self.size)):
             raise ValueError(f"Box {self.name}: size must be three positive metres, got {self.size!r}")
         if len(self.centre) != 3 or not math.isfinite(sum(self.centre)):
@@ -222,6 +240,8 @@ class Scene:
     seed: int = 0  # draws the wall, floor and poster textures
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "photo_crop", _floats(self.photo_crop))
+        object.__setattr__(self, "props", tuple(self.props))
         if self.backdrop not in BACKDROPS:
             raise ValueError(f"Scene.backdrop: expected one of {', '.join(BACKDROPS)}, got {self.backdrop!r}")
         if self.backdrop == "photo":
@@ -607,6 +627,23 @@ def _photo_floor(rng: np.random.Generator) -> Room:
     )
 
 
+def _enclose(room: Room, points: Sequence[Sequence[float]], margin_m: float = 0.05) -> Room:
+    """`room` grown so that every point lies inside it, at least `margin_m` from the walls and below the ceiling."""
+    if not len(points):
+        return room
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"scene: contain must be finite (x, y, z) points, got {points!r}")
+    return dataclasses.replace(
+        room,
+        x0=min(room.x0, float(p[:, 0].min()) - margin_m),
+        x1=max(room.x1, float(p[:, 0].max()) + margin_m),
+        z0=min(room.z0, float(p[:, 2].min()) - margin_m),
+        z1=max(room.z1, float(p[:, 2].max()) + margin_m),
+        height_m=max(room.height_m, float(p[:, 1].max()) + 0.3),
+    )
+
+
 def make_scene(
     backdrop: str,
     rng: np.random.Generator,
@@ -615,11 +652,13 @@ def make_scene(
     room: Room | None = None,
     photo: str | None = None,
     walk_length_m: float = 8.0,
+    contain: Sequence[Sequence[float]] = (),
 ) -> Scene:
     """A random scene of `backdrop` (office, corridor, clinic or photo) around a subject near the origin.
 
     `seated` adds a desk and chair there. A corridor runs along z over `walk_length_m` plus margins, for booth
-    walks towards a camera at its +z end. `room` replaces the sampled room; `photo` picks the photo."""
+    walks towards a camera at its +z end. `contain` lists world points (camera positions) the sampled room must
+    enclose; it grows to hold them. `room` replaces the sampled room; `photo` picks the photo."""
     if backdrop not in BACKDROPS:
         raise ValueError(f"scene: unknown backdrop {backdrop!r}; expected one of {', '.join(BACKDROPS)}")
     if photo is not None and backdrop != "photo":
@@ -630,7 +669,7 @@ def make_scene(
     props: list[Box] = list(desk_and_chair(seated, rng)) if seated is not None else []
     light = sample_light(rng)
     if backdrop == "photo":
-        chosen = photo if photo is not None else _choice(rng, available_photos())
+        chosen = photo if photo is not None else _choice(rng, available_photos(backdrops_only=True))
         fw, fh = float(rng.uniform(0.6, 1.0)), float(rng.uniform(0.6, 1.0))
         x0, y0 = float(rng.uniform(0, 1 - fw)), float(rng.uniform(0, 1 - fh))
         return Scene(
@@ -644,13 +683,14 @@ def make_scene(
             photo_flip=bool(rng.random() < 0.5),
             seed=seed,
         )
+    if room is None:
+        sampled = {"office": _office_room, "clinic": _clinic_room}.get(backdrop)
+        room = _enclose(sampled(rng) if sampled else _corridor_room(rng, walk_length_m), contain)
     if backdrop == "office":
-        room = room or _office_room(rng)
         if seated is None and rng.random() < 0.5:
             props.append(_cabinet(room, rng))
         return Scene("office", room, light, tuple(props), seed=seed)
     if backdrop == "corridor":
-        return Scene("corridor", room or _corridor_room(rng, walk_length_m), light, tuple(props), seed=seed)
-    room = room or _clinic_room(rng)
+        return Scene("corridor", room, light, tuple(props), seed=seed)
     props += [*_couch(room, rng), _cabinet(room, rng)]
     return Scene("clinic", room, light, tuple(props), seed=seed)

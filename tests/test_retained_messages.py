@@ -118,3 +118,38 @@ def test_a_revoked_devices_retained_messages_are_no_longer_delivered(site: Pki, 
         10,
         "the revoked device's retained status withheld",
     )
+
+
+def test_the_nightly_maintenance_brings_an_upgraded_site_the_bounded_acl(
+    site: Pki, broker: ShippedBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A site provisioned by an older release has `topic write <device>/#` in the broker's ACL; the nightly
+    maintenance regenerates the ACL from the registry, refreshes the broker's copy and reloads the broker."""
+    old = (
+        (site.root / "acl")
+        .read_text()
+        .replace("topic write edgescreen/v1/school1/dev-a/posture\n", "topic write edgescreen/v1/school1/dev-a/#\n")
+    )
+    assert "dev-a/#" in old
+    (site.root / "acl").write_text(old)
+    (broker.files / "acl").write_text(old)
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGHUP)
+    device = Client(broker, site.creds("school1.dev-a"), site.ca())
+    assert device.connect()
+
+    def publish(topic: str) -> int:
+        mid = device.client.publish(f"edgescreen/v1/school1/dev-a/{topic}", b"x" * 100, qos=1, retain=True).mid
+        wait_for(lambda: mid in device.pubacks, what="a PUBACK")
+        return device.pubacks[mid]
+
+    try:
+        wait_for(lambda: publish("r1") < 0x80, what="the old ACL loaded")
+        reload = f"kill -HUP {broker.proc.pid}"
+        assert main(["maintenance", "--pki", str(site.root), "--reload-broker", reload]) == 0
+        assert f"broker files updated in {broker.files}, broker reloaded" in capsys.readouterr().out
+        assert "dev-a/#" not in (broker.files / "acl").read_text()
+        wait_for(lambda: publish("r2") == NOT_AUTHORIZED, what="the regenerated ACL loaded")
+        assert publish("status") < 0x80
+    finally:
+        device.close()

@@ -179,8 +179,9 @@ def _targets(pose: PoseParams) -> dict[str, tuple[float, bool]]:
     p, lp = pose.posture, pose.limbs
     return {
         "neck": (p.neck_flexion, False),  # the device's neck_flexion_deg rises this much over the neutral neck
-        "clavicles": (p.shoulder_elevation_asymmetry, False),  # left minus right acromion height, metres
-        "trunk_shift": (pose.trunk_shift_m, False),  # C7 over the mid-hip, metres
+        # left minus right acromion height, metres, beyond what leaning the trunk does (set in _solve)
+        "clavicles": (p.shoulder_elevation_asymmetry, True),
+        "trunk_shift": (pose.trunk_shift_m, True),  # C7 over the mid-hip, metres, beyond a lean (set in _solve)
         # the hip line (BlazePose hips, as the gait booth measures it) against the horizontal, degrees
         "pelvis": (lp.pelvic_obliquity + p.pelvic_obliquity, True),
     }
@@ -214,6 +215,10 @@ def _solve(
     f_previous = _measure(am, spec, rest, geometry, poses=neutral, solves=previous)
     goal = {name: np.array([t[name][0] if t[name][1] else f_previous[name][i] + t[name][0]
                             for i, t in enumerate(targets)]) for name in _SOLVED}  # fmt: skip
+    # A trunk leaning to the left lowers the left shoulder: that part of the shoulder line comes on top.
+    lean = np.radians([p.posture.lateral_lean for p in poses])
+    goal["clavicles"] = goal["clavicles"] - f_previous["shoulder_span"] * np.sin(lean)
+    goal["trunk_shift"] = goal["trunk_shift"] + f_previous["trunk_height"] * np.sin(lean)  # so does C7
     current = [replace(s) for s in solves]
     for s, t in zip(current, targets, strict=True):
         for name in _SOLVED:
@@ -269,31 +274,36 @@ def _measure(
     return {
         "neck": np.degrees(np.arctan2(_dot(neck, forward), neck @ up)),
         "clavicles": named["acromion_l"][:, 1] - named["acromion_r"][:, 1],
+        "shoulder_span": np.linalg.norm(named["acromion_l"] - named["acromion_r"], axis=1),
         "trunk_shift": _dot(c7 - 0.5 * (hip_l + hip_r), _horizontal_unit(hips)),
+        "trunk_height": c7[:, 1] - 0.5 * (hip_l + hip_r)[:, 1],
         "pelvis": np.degrees(np.arctan2(hips[:, 1], np.linalg.norm(hips[:, [0, 2]], axis=1))),
     }
 
 
 def _seat(vertices: F64, blazepose: F64, spec: PointSpec, pose: PoseParams) -> SeatedPlacement:
-    """Chair and desk for a seated body: the seat under the buttocks with its front edge short of the knee pits;
-    the desk just under the wrists with its near edge in front of the belly."""
+    """Chair and desk for a seated body: the seat under the buttocks with its front edge short of the knee pits
+    and its back just behind the lower back; the desk just under the wrists with its near edge in front of the
+    belly."""
     heading = rot_y(pose.heading_deg)
     origin = np.array([pose.position[0], 0.0, pose.position[1]])
     local = (vertices - origin) @ heading  # the body's own frame: mid-hip at x = z = 0, facing +z
     kp = (blazepose - origin) @ heading
-    buttocks = local[(spec.regions == Region.BOTTOM) & (local[:, 2] < 0.15)]
+    trunk = np.isin(spec.regions, (Region.TOP, Region.BOTTOM)) & (np.abs(local[:, 0]) < 0.15)
+    buttocks = local[trunk & (local[:, 2] < 0.15)]
     seat_height = float(buttocks[:, 1].min())
-    knee_z = float(kp[[Lm.LEFT_KNEE, Lm.RIGHT_KNEE], 2].mean())
-    torso = local[(spec.regions == Region.TOP) & (np.abs(local[:, 0]) < 0.12)]
-    belly = float(torso[:, 2].max())
+    seat_front = float(kp[[Lm.LEFT_KNEE, Lm.RIGHT_KNEE], 2].mean()) - 0.10
+    lower_back = local[trunk & (local[:, 1] > seat_height) & (local[:, 1] < seat_height + 0.6)]
+    seat_depth = float(np.clip(seat_front - lower_back[:, 2].min(), 0.30, 0.60))
+    belly = float(local[trunk & (spec.regions == Region.TOP), 2].max())
     wrists = kp[[Lm.LEFT_WRIST, Lm.RIGHT_WRIST]]
-    wrist_z = float(wrists[:, 2].mean())
     return SeatedPlacement(
         seat_height_m=seat_height,
-        seat_front_z_m=knee_z - 0.10 + pose.position[1],
+        seat_front_z_m=seat_front + pose.position[1],
         desk_height_m=float(wrists[:, 1].min()) - 0.03,
-        desk_near_z_m=float(min(belly + 0.06, wrist_z - 0.10)) + pose.position[1],
+        desk_near_z_m=float(min(belly + 0.06, wrists[:, 2].mean() - 0.10)) + pose.position[1],
         centre_x_m=pose.position[0],
+        seat_depth_m=seat_depth,
         heading_deg=pose.heading_deg,
         centre_z_m=pose.position[1],
     )

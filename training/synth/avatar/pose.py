@@ -73,11 +73,11 @@ class PoseParams:
         for name, value in values.items():
             if not math.isfinite(value):
                 raise ValueError(f"PoseParams.{name}: must be a finite number, got {value}")
-        for name, value, limit in (
-            ("posture.head_lateral_shift", self.posture.head_lateral_shift, 0.12),
-            ("posture.head_sagittal_shift", self.posture.head_sagittal_shift, 0.12),
-            ("trunk_shift_m", self.trunk_shift_m, 0.10),
-            ("posture.shoulder_elevation_asymmetry", self.posture.shoulder_elevation_asymmetry, 0.10),
+        for name, value, limit in (  # beyond these a body cannot take the pose
+            ("posture.head_lateral_shift", self.posture.head_lateral_shift, 0.25),
+            ("posture.head_sagittal_shift", self.posture.head_sagittal_shift, 0.25),
+            ("trunk_shift_m", self.trunk_shift_m, 0.15),
+            ("posture.shoulder_elevation_asymmetry", self.posture.shoulder_elevation_asymmetry, 0.15),
         ):
             if abs(value) > limit:
                 raise ValueError(f"PoseParams.{name}: {value} m is beyond ±{limit} m")

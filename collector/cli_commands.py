@@ -36,7 +36,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     run.add_argument(
         "--insecure-cookies", action="store_true", help="session cookie without Secure (plain-HTTP test set-ups only)"
     )
-    run.add_argument("--k", type=int, default=11, help="smallest group size shown in CSV exports (default 11)")
+    run.add_argument(
+        "--k",
+        type=int,
+        default=11,
+        help="smallest group size shown in CSV exports and on the screening page (default 11)",
+    )
     run.set_defaults(func=_run)
 
     user = sub.add_parser("user", help="dashboard users")

@@ -30,7 +30,7 @@ from collector.storage import open_database, schema
 from collector.timeutil import utcnow_naive
 from contract.errors import EdgeScreenError
 from edgescreen.broker_files import broker_files_stale, refresh_broker_files
-from edgescreen.provision import ProvisionError, sites
+from edgescreen.provision import ProvisionError, sites, write_acl
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,9 @@ def _checkpoint_sqlite(path: str) -> None:
 def renew_crls(pki_root: Path, reload_command: str | None = RELOAD_BROKER) -> CrlRenewal:
     """Re-sign every site CRL under `pki_root` that is due, refresh the broker's copies, reload the broker.
 
+    The ACL is regenerated from the registries too, so that the rules of an upgraded release reach the broker.
     The copies are refreshed (and the broker reloaded) when a CRL was re-signed or a copy differs from the PKI,
-    as after a run whose copy failed. `reload_command` None leaves the reload to the caller.
+    as after an upgrade or a run whose copy failed. `reload_command` None leaves the reload to the caller.
     """
     if not pki_root.is_dir():
         raise MaintenanceError(f"--pki {pki_root} is not a folder")
@@ -207,10 +208,11 @@ def renew_crls(pki_root: Path, reload_command: str | None = RELOAD_BROKER) -> Cr
         log.info("site %s: CRL renewed, next update %s (was %s)", pki.site, after, before)
         reports.append(CrlReport(pki.site, before, after, renewed=True))
     try:
+        write_acl(pki_root)
         if not any(r.renewed for r in reports) and not broker_files_stale(pki_root):
             return CrlRenewal(reports, [], reloaded=False)
         dests = refresh_broker_files(pki_root)
-    except ProvisionError as exc:
+    except (ProvisionError, OSError) as exc:
         return CrlRenewal(reports, [], reloaded=False, error=f"the broker's copies were not refreshed: {exc}")
     if not dests or reload_command is None:
         return CrlRenewal(reports, dests, reloaded=False)

@@ -18,11 +18,12 @@ from collector.web.throttle import LoginThrottle
 router = APIRouter()
 CurrentUser = Annotated[User, Depends(current_user)]
 
-# Device page: which flattened metrics go on which chart.
+# Device page: which flattened metrics go on which chart. A booth's per-walk-through results (its class
+# probabilities, `prob.*`, and measures) are on no chart: one point per walk-through would show each walk's
+# result at its minute; the screening page shows the released weekly counts instead.
 CHART_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("Mean per window", ".mean", "value"),
     ("Share of the window in each risk band", ".band.", "fraction"),
-    ("Gait screening probabilities", "prob.", "probability"),
     ("Head-pose severity (TWSTRS-like items)", "severity.", "score"),
     ("Frames per second", "fps.", "fps"),
     ("Outbox depth", "outbox_depth", "scores"),

@@ -12,7 +12,11 @@ filling up could be differenced against itself from one day to the next. So:
   over the viewer's window would change with the window and give one week back by subtraction. A week's
   released cells are therefore the same in every window and at every later time.
 
-`days` only chooses which weeks are listed: every released week from the one holding `now - days` on.
+`days` only chooses which weeks are listed: every released week from the one holding `now - days` on,
+and none that starts more than MAX_WEEKS weeks before the current one. Retention (`edgescreen maintenance
+--retain-days`, 365 by default) deletes walk-throughs day by day, so a week it has started to delete would
+lose a day's count each night; with the cap, every listed week starts less than 365 days ago. A shorter
+retention needs `days` kept below it (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ CLASSES: tuple[str, ...] = typing.get_args(GaitClass)
 NOT_SCREENED: tuple[str, ...] = tuple(o for o in typing.get_args(GaitOutcome) if o != "screened")
 # Whole days, because whether a walk-through arrived in time is decided on its arrival date.
 RELEASE_DELAY = timedelta(days=2)
+MAX_WEEKS = 51
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class ScreeningRelease:
     weeks: list[date]  # Mondays, oldest first
     classes: SuppressedTable  # weeks x screened class, with a total per week
     outcomes: SuppressedTable  # weeks x reason a walk-through was not screened, with a total per week
-    next_release: datetime  # when the week after the last listed one is released (UTC)
+    next_release: datetime  # when the next week is released (UTC)
 
 
 def week_start(day: date) -> date:
@@ -50,7 +55,8 @@ def release_time(monday: date) -> datetime:
 
 def released_weeks(now: datetime, days: int) -> list[date]:
     weeks = []
-    monday = week_start((now - timedelta(days=days)).date())
+    oldest = week_start(now.date()) - timedelta(weeks=MAX_WEEKS)
+    monday = max(week_start((now - timedelta(days=days)).date()), oldest)
     while release_time(monday) <= now:
         weeks.append(monday)
         monday += timedelta(weeks=1)
@@ -75,7 +81,9 @@ def release(db: Database, site: str, now: datetime, days: int, k: int) -> Screen
             elif outcome in NOT_SCREENED:
                 outcomes[row][NOT_SCREENED.index(outcome)] += n
     labels = [w.isoformat() for w in weeks]
-    following = weeks[-1] + timedelta(weeks=1) if weeks else week_start((now - timedelta(days=days)).date())
+    following = week_start(now.date()) - timedelta(weeks=1)
+    while release_time(following) <= now:
+        following += timedelta(weeks=1)
     return ScreeningRelease(
         weeks,
         suppress(labels, list(CLASSES), classes, k),

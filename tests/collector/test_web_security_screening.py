@@ -25,7 +25,7 @@ from collector.simulate import gait
 from collector.storage import Database, open_database
 from collector.timeutil import to_aware_utc, utcnow_naive
 from collector.users import add_user
-from collector.web.screening import CLASSES, NOT_SCREENED, RELEASE_DELAY, week_start
+from collector.web.screening import CLASSES, NOT_SCREENED, RELEASE_DELAY, released_weeks, week_start
 from collector.web.suppression import determined_cells, suppress
 from contract.wire import DeviceMessage
 from edge.roles.gait.message import GaitScreening
@@ -249,6 +249,9 @@ def test_screening_page_shows_the_released_weeks_and_no_walkthrough(db: Database
     # No walk-through of its own: no per-walk table, no time of day, no probability.
     assert "P(positive)" not in html and not re.search(r"\d\d:\d\d</td>", html)
     assert latest.strftime("%Y-%m-%d %H:%M") not in html and week_start(now.date()).isoformat() not in html
+    booth_page = alice.get(f"/sites/{SITE}/devices/booth-1?days=7")
+    assert booth_page.status_code == 200
+    assert "prob." not in booth_page.text, "the booth's page draws no walk-through's class probabilities"
     truth = booth.truth(now)
     quality = re.search(r'<table id="quality">(.*?)</table>', html, re.S)
     assert quality, "the weekly table of walk-throughs not screened"
@@ -274,6 +277,15 @@ def test_screening_page_shows_the_released_weeks_and_no_walkthrough(db: Database
                 assert released[week][-1] != "" and int(value) == int(released[week][-1]) - shown
             else:
                 assert released[week][columns.index(name)] == value, (chart, week, name, value)
+
+
+def test_no_listed_week_reaches_back_to_where_retention_deletes() -> None:
+    """Retention deletes by day (365 days by default): a week it had begun to delete would shrink each night."""
+    for hours in range(0, 14 * 24, 5):
+        now = datetime(2026, 3, 2) + timedelta(hours=hours)
+        weeks = released_weeks(now, 366)
+        assert datetime.combine(weeks[0], datetime.min.time()) > now - timedelta(days=365), (now, weeks[0])
+        assert len(weeks) >= 50, "still about a year of weeks"
 
 
 def _random_table(rng: np.random.Generator) -> list[list[int]]:

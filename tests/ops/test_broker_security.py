@@ -113,7 +113,7 @@ def test_acl_confines_devices_and_collectors(pki: Pki, secure_broker: ShippedBro
 
 def test_acl_file_lists_exactly_the_issued_identities(pki: Pki) -> None:
     acl = (pki.root / "acl").read_text()
-    assert "user school1.dev-a\ntopic write edgescreen/v1/school1/dev-a/#" in acl
+    assert "user school1.dev-a\ntopic write edgescreen/v1/school1/dev-a/posture\n" in acl
     assert "user school1.dev-revoked" not in acl  # revocation also drops the ACL entry
     assert "user collector.school1.c1\ntopic read edgescreen/v1/#\ntopic write edgescreen/v1/+/alerts" in acl
     assert "topic read" not in acl.split("user collector")[0]  # no device reads anything

@@ -67,7 +67,7 @@ def test_a_device_issued_under_a_reserved_name_before_gets_no_acl_entry(pki: Pat
     registry["issued"]["school1.alerts"] = {"kind": "device", "name": "alerts", "serial": 12345, "not_after": "x"}
     (site.dir / "registry.json").write_text(json.dumps(registry))
     acl = render_acl(pki)
-    assert "topic write edgescreen/v1/school1/dev-a/#" in acl
+    assert "topic write edgescreen/v1/school1/dev-a/posture" in acl
     assert "school1.alerts" not in acl and "edgescreen/v1/school1/alerts" not in acl
     assert site.revoke("device", "alerts") == 12345
 

@@ -27,8 +27,9 @@ BUILD_LIMITS = (0.05, 0.95)  # keep weight and muscle off anny's extreme targets
 
 @dataclass(frozen=True)
 class Phenotype:
-    """One body. `height`, `weight`, `muscle`, `proportions` are anny's 0..1 parameters *for this age and sex*
-    (0.5 = average); the body's height in metres follows from them and the age."""
+    """One body. `height`, `weight`, `muscle`, `proportions` are anny's 0..1 parameters at this age and sex (the
+    middle of anny's range is 0.5, not the population's average: see sample_phenotype); the stature in metres
+    follows from them and the age (builder.stature_m)."""
 
     sex: Sex
     age_years: float
@@ -77,22 +78,21 @@ def _calibration() -> _Calibration:
     from anny.paths import get_anny_root_dir
 
     root = get_anny_root_dir() / "data" / "shape_calibration"
+    states = {
+        sex: torch.load(root / f"{name}.pth", weights_only=True, map_location="cpu")
+        for sex, name in (("male", "boys"), ("female", "girls"))
+    }
+    mapping = states["male"]["morphological_age_mapping"]  # the same for both sexes
     beta = {}
-    years = anny_scale = None
-    for sex, name in (("male", "boys"), ("female", "girls")):
-        state = torch.load(root / f"{name}.pth", weights_only=True, map_location="cpu")
-        mapping = state["morphological_age_mapping"]
-        years = mapping["morphological_age_anchors"].double().numpy()
-        anny_scale = mapping["anny_age_anchors"].double().numpy()
+    for sex, state in states.items():
         for what in ("height", "weight", "muscle"):
             d = state[f"conditional_{what}_distribution"]
-            beta[(sex, what)] = (
-                d["age_anchors"].double().numpy(),
-                d["alpha_anchors"].double().numpy(),
-                d["beta_anchors"].double().numpy(),
-            )
-    assert years is not None and anny_scale is not None
-    return _Calibration(years, anny_scale, beta)  # type: ignore[arg-type]
+            beta[(sex, what)] = tuple(d[k].double().numpy() for k in ("age_anchors", "alpha_anchors", "beta_anchors"))
+    return _Calibration(
+        years=mapping["morphological_age_anchors"].double().numpy(),
+        anny=mapping["anny_age_anchors"].double().numpy(),
+        beta=beta,  # type: ignore[arg-type]
+    )
 
 
 def anny_age(years: float) -> float:

@@ -13,9 +13,12 @@ skinning), in closed form from the measured geometry:
   to the thorax, its orientation unchanged, by tilting the neck (a forward head is lower-neck flexion with
   upper-neck extension);
 - shoulder height difference (Posture.shoulder_elevation_asymmetry, metres, left minus right acromion): the
-  clavicles elevate / depress by half each, on top of what the trunk's posture does to the shoulders;
-- trunk shift (PoseParams.trunk_shift_m, metres, + to the subject's left): the thorax translates sideways over the
-  pelvis (the lumbar spine tilts, the thorax stays upright), as the C7 plumb line's offset in scoliosis.
+  clavicles elevate / depress until the acromions differ by that much, plus what leaning the trunk sideways does
+  (a lean to the left lowers the left shoulder by the shoulder span x sin(lean)); a scoliotic curve's own effect
+  on the shoulders is taken to be inside the asked difference (sample_scoliosis draws it with the curve);
+- trunk shift (PoseParams.trunk_shift_m, metres, + to the subject's left): C7 stands that far to the side of the
+  mid-hip (the C7 plumb line's offset in scoliosis), plus what a sideways lean does (C7's height x sin(lean)); the
+  thorax slides over the thoracolumbar junction and stays upright.
 Pelvic obliquity (degrees, + left side higher) is a rigid tilt of the pelvis about the forward axis, with the
 legs kept vertical, so the ASIS line tilts by that angle.
 
@@ -70,11 +73,11 @@ class PoseParams:
         for name, value in values.items():
             if not math.isfinite(value):
                 raise ValueError(f"PoseParams.{name}: must be a finite number, got {value}")
-        for name, value, limit in (
-            ("posture.head_lateral_shift", self.posture.head_lateral_shift, 0.12),
-            ("posture.head_sagittal_shift", self.posture.head_sagittal_shift, 0.12),
-            ("trunk_shift_m", self.trunk_shift_m, 0.10),
-            ("posture.shoulder_elevation_asymmetry", self.posture.shoulder_elevation_asymmetry, 0.10),
+        for name, value, limit in (  # beyond these a body cannot take the pose
+            ("posture.head_lateral_shift", self.posture.head_lateral_shift, 0.25),
+            ("posture.head_sagittal_shift", self.posture.head_sagittal_shift, 0.25),
+            ("trunk_shift_m", self.trunk_shift_m, 0.15),
+            ("posture.shoulder_elevation_asymmetry", self.posture.shoulder_elevation_asymmetry, 0.15),
         ):
             if abs(value) > limit:
                 raise ValueError(f"PoseParams.{name}: {value} m is beyond ±{limit} m")

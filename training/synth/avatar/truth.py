@@ -16,7 +16,8 @@ Two definitions of each:
   orientation relative to the thorax's heading (pitch and roll against the vertical, as HeadPose); head shifts
   = the mid-tragus point relative to C7 along the trunk's left and forward axes (raw: C7 lies behind the
   tragus, so the neutral sagittal value is some 8-10 cm); gait shoulder height difference and pelvic obliquity
-  = the acromion and hip-joint lines.
+  = the acromion and hip-joint lines; `trunk_rotation_deg_clinical` (no device metric) = the acromion line
+  turned about the vertical from the hip-joint line, + the front turning to the subject's left.
 - `<yaw|pitch|roll>_deg_camera`: the head's orientation relative to the camera (what the face fit measures):
   0 when the head squarely faces a level camera.
 
@@ -125,6 +126,14 @@ def _elevation(v: F64) -> float:
     return math.degrees(math.atan2(float(v[1]), math.hypot(float(v[0]), float(v[2]))))
 
 
+def _turn(upper: F64, lower: F64) -> float:
+    """How far the `upper` left-right line is turned about the vertical from the `lower` one (degrees, + the
+    front turning to the subject's left)."""
+    a = math.atan2(-float(upper[2]), float(upper[0]))
+    b = math.atan2(-float(lower[2]), float(lower[0]))
+    return math.degrees(math.remainder(a - b, 2 * math.pi))
+
+
 def head_angles(relative: F64) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in HeadPose conventions of a head orientation R (columns: the head's left, up, forward)
     relative to a reference, decomposed as R = rot_y(yaw) rot_x(-pitch) rot_lat(roll) (training.synth.body)."""
@@ -156,6 +165,7 @@ def clinical_metrics(points: BodyPoints) -> dict[str, float | None]:
         "sagittal_shift_cm": 100.0 * float(head @ forward),
         "shoulder_height_diff_deg": _elevation(a["acromion_l"] - a["acromion_r"]),
         "pelvic_obliquity_deg": _elevation(a["hip_joint_l"] - a["hip_joint_r"]),
+        "trunk_rotation_deg": _turn(a["acromion_l"] - a["acromion_r"], a["hip_joint_l"] - a["hip_joint_r"]),
     }
     if "head" in points.frames and "thorax" in points.frames:
         thorax = np.asarray(points.frames["thorax"], np.float64)

@@ -48,11 +48,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/c.db" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url)
+def _with_users(url: str) -> Database:
+    database = open_database(url)
     add_user(database, "alice", PASSWORD, ["school-a"])
     add_user(database, "bob", PASSWORD, ["school-a"])
+    return database
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """On SQLite and PostgreSQL: for what the stored user decides (sessions, disable, delete, migration)."""
+    database = _with_users(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """SQLite only: for what happens before or around the database (throttle, Argon2, tokens)."""
+    database = _with_users(f"sqlite:///{tmp_path}/c.db")
     yield database
     database.dispose()
 
@@ -89,9 +103,11 @@ def attempt(client: TestClient, username: str, password: str) -> httpx.Response:
     return client.post("/login", data=data, follow_redirects=False)
 
 
-def test_wrong_passwords_lock_the_account_with_growing_backoff(db: Database, verifications: dict[str, int]) -> None:
+def test_wrong_passwords_lock_the_account_with_growing_backoff(
+    sqlite_db: Database, verifications: dict[str, int]
+) -> None:
     clock = FakeClock()
-    client = throttled_client(db, clock)
+    client = throttled_client(sqlite_db, clock)
     for _ in range(LoginThrottle.ACCOUNT_FREE):
         assert attempt(client, "alice", "wrong password!").status_code == 401
     locked = attempt(client, "alice", PASSWORD)
@@ -103,7 +119,7 @@ def test_wrong_passwords_lock_the_account_with_growing_backoff(db: Database, ver
         assert attempt(client, "alice", PASSWORD).status_code == 429
     assert verifications["calls"] == checked, "a locked login costs no Argon2 work"
     # Another account from another address is not held up by alice's lock.
-    assert attempt(throttled_client(db, clock, "198.51.100.9"), "bob", PASSWORD).status_code == 303
+    assert attempt(throttled_client(sqlite_db, clock, "198.51.100.9"), "bob", PASSWORD).status_code == 303
     clock.now += first_wait
     assert attempt(client, "alice", "wrong again!!").status_code == 401
     second = attempt(client, "alice", PASSWORD)
@@ -114,9 +130,9 @@ def test_wrong_passwords_lock_the_account_with_growing_backoff(db: Database, ver
     assert attempt(client, "alice", PASSWORD).status_code == 303, "success cleared the account's failures"
 
 
-def test_one_address_guessing_across_accounts_is_held_back(db: Database) -> None:
+def test_one_address_guessing_across_accounts_is_held_back(sqlite_db: Database) -> None:
     clock = FakeClock()
-    guesser = throttled_client(db, clock)
+    guesser = throttled_client(sqlite_db, clock)
     names = [f"user{i}" for i in range(LoginThrottle.ADDRESS_FREE)]
     for name in names:  # one guess per name: no account reaches its own limit
         assert attempt(guesser, name, "password123!").status_code == 401
@@ -128,11 +144,11 @@ def test_one_address_guessing_across_accounts_is_held_back(db: Database) -> None
     assert attempt(guesser, "bob", PASSWORD).status_code == 303
 
 
-def test_parallel_logins_run_argon2_a_few_at_a_time(db: Database, verifications: dict[str, int]) -> None:
+def test_parallel_logins_run_argon2_a_few_at_a_time(sqlite_db: Database, verifications: dict[str, int]) -> None:
     """24 logins at once against the real server: at most ARGON2_CONCURRENCY verifications run together."""
     users = ["alice", "bob"] * 12
     port = free_port()
-    app = create_app(db, SECRET, secure_cookies=False)  # plain HTTP on loopback
+    app = create_app(sqlite_db, SECRET, secure_cookies=False)  # plain HTTP on loopback
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -237,22 +253,22 @@ def test_user_disable_and_delete_from_the_command_line(
 
 
 @pytest.mark.parametrize("token", ["é", "ÿ" * 43, "\u200b", "🔑"])
-def test_a_non_ascii_csrf_token_is_refused_not_a_server_error(db: Database, token: str) -> None:
-    client = TestClient(create_app(db, SECRET), base_url="https://testserver", raise_server_exceptions=False)
+def test_a_non_ascii_csrf_token_is_refused_not_a_server_error(sqlite_db: Database, token: str) -> None:
+    client = TestClient(create_app(sqlite_db, SECRET), base_url="https://testserver", raise_server_exceptions=False)
     client.get("/login")
     login = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token})
     assert login.status_code == 403
-    alice = logged_in(db, "alice")
+    alice = logged_in(sqlite_db, "alice")
     assert alice.post("/logout", data={"csrf_token": token}).status_code == 403
 
 
-def test_undecodable_form_and_cookie_bytes_are_refused_not_a_server_error(db: Database) -> None:
-    client = TestClient(create_app(db, SECRET), base_url="https://testserver", raise_server_exceptions=False)
+def test_undecodable_form_and_cookie_bytes_are_refused_not_a_server_error(sqlite_db: Database) -> None:
+    client = TestClient(create_app(sqlite_db, SECRET), base_url="https://testserver", raise_server_exceptions=False)
     client.get("/login")
     form = b"username=alice&password=x&csrf_token=%FF%FE%ED%A0%80"
     headers = {"content-type": "application/x-www-form-urlencoded"}
     assert client.post("/login", content=form, headers=headers).status_code == 403
-    raw = TestClient(create_app(db, SECRET), base_url="https://testserver", raise_server_exceptions=False)
+    raw = TestClient(create_app(sqlite_db, SECRET), base_url="https://testserver", raise_server_exceptions=False)
     for cookie in ("é".encode("latin-1"), "🔑".encode(), b"\xff\xfe"):
         response = raw.get("/", headers={b"cookie": COOKIE.encode() + b"=" + cookie}, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/login"

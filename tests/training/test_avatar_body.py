@@ -357,3 +357,32 @@ def test_forward_flexion_trial_bends_the_trunk_and_returns(anny_model: Any) -> N
     flexion = [_truth(p, _side_camera(p))["trunk_flexion_deg"] for _, p in built]
     assert flexion[1] > flexion[0] + 40.0
     assert flexion[2] == pytest.approx(flexion[0], abs=2.0)
+
+
+def test_truth_points_seen_from_the_side_project_into_the_silhouette_near_side_only(anny_model: Any) -> None:
+    pytest.importorskip("moderngl")
+    from training.synth.avatar.appearance import sample_appearance
+    from training.synth.avatar.points import visibility_tolerance
+    from training.synth.avatar.render import AvatarRenderer
+    from training.synth.avatar.scene import Room, Scene
+
+    mesh, points = build_body(ADULT, PoseParams())
+    names, pts = points.all_points()
+    camera = aim((2.2, 1.0, 0.0), (0.0, 0.95, 0.0), hfov_deg=60).camera(640, 480)  # on the subject's left
+    try:
+        renderer = AvatarRenderer(640, 480)
+    except Exception as exc:  # no EGL on this host
+        pytest.skip(f"no headless GL: {exc}")
+    frame = renderer.render(
+        mesh, Scene(backdrop="office", room=Room(-3, 3, -3, 3)), camera, sample_appearance(np.random.default_rng(0))
+    )
+    seen = frame.project(pts, tolerance_m=visibility_tolerance(mesh, points))
+    visible = dict(zip(names, seen[:, 2] > 0, strict=True))
+    for near, far in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_knee", "right_knee"),
+                      ("left_ear", "right_ear"), ("acromion_l", "acromion_r"), ("tragus_l", "tragus_r")):  # fmt: skip
+        assert visible[near] and not visible[far], (near, far)
+    mask = frame.silhouette > 0
+    for (x, y, v), name in zip(seen, names, strict=True):
+        if v > 0:
+            xi, yi = round(float(x)), round(float(y))
+            assert mask[max(yi - 1, 0) : yi + 2, max(xi - 1, 0) : xi + 2].any(), f"{name} outside the silhouette"

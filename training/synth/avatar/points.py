@@ -33,7 +33,7 @@ import numpy.typing as npt
 from contract.landmarks import NUM_LANDMARKS
 from contract.landmarks import Landmark as Lm
 from training.synth.avatar import anny_model
-from training.synth.avatar.mesh import BodyPoints, Region
+from training.synth.avatar.mesh import AvatarMesh, BodyPoints, Region
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -307,3 +307,13 @@ def body_points(spec: PointSpec, vertices: F64, coco: F64, bone_heads: F64) -> l
         )
         for b in range(len(anat))
     ]
+
+
+def visibility_tolerance(mesh: AvatarMesh, points: BodyPoints, margin_m: float = 0.02) -> F64:
+    """Per point of `points.all_points()`: how far in front of it the body's own surface may lie with the point
+    still counting as visible (Frame.project's tolerance_m) = its depth under the skin (distance to the nearest
+    vertex) plus `margin_m`. Skin points get the margin; a hip joint some 0.1 m inside gets about 0.12 m."""
+    _, pts = points.all_points()
+    v = mesh.vertices.astype(np.float64)
+    depth = np.array([np.sqrt(((v - p) ** 2).sum(axis=1).min()) for p in pts.astype(np.float64)])
+    return np.asarray(depth + margin_m)

@@ -3,24 +3,30 @@
 
 Each body segment gets an orientation in world axes (x the subject's left, y up, z forward), built as in
 `training.synth.body.pose_body`: sagittal angles > 0 bend forward, lateral > 0 tilt to the subject's left, axial > 0
-turn the front to the subject's left; the head's (yaw, pitch, roll) follow `HeadPose`. anny's rest pose is the
-neutral stance (trunk upright, head level, arms in an A-pose); limbs are aimed at the directions `pose_body` gives
-them, keeping the twist their parent carries.
+turn the front to the subject's left; the head's (yaw, pitch, roll) follow `HeadPose`, relative to the thorax's
+heading and level with the world. Orientations are relative to anny's reference pose (all deltas identity: trunk
+upright, head level, arms in an A-pose); limbs are aimed at the directions `pose_body` gives them, keeping the twist
+their parent carries. One deliberate difference: abduction here moves a limb away from the midline.
 
-Targets that must come out exactly on the mesh are solved after a first forward-kinematics pass (cheap: no
-skinning), in closed form from the measured geometry:
-- head shift (Posture.head_lateral_shift / head_sagittal_shift, metres): the head translates by that much relative
-  to the thorax, its orientation unchanged, by tilting the neck (a forward head is lower-neck flexion with
-  upper-neck extension);
+Targets that must come out exactly on the mesh (builder.py solves them by secant steps on forward kinematics):
+- neck flexion (Posture.neck_flexion, degrees): the device's `neck_flexion_deg` (ear midpoint over shoulder
+  midpoint, docs/metrics.md) rises by that much over the same body's neutral neck; the trunk's own flexion and
+  kyphosis add to it as on the device. On anny the ear line turns about half as fast as the neck, so 0.35 of it is
+  taken by the upper thoracic spine (the neck bones start above C7) and neck angles are capped at 70°;
 - shoulder height difference (Posture.shoulder_elevation_asymmetry, metres, left minus right acromion): the
   clavicles elevate / depress until the acromions differ by that much, plus what leaning the trunk sideways does
   (a lean to the left lowers the left shoulder by the shoulder span x sin(lean)); a scoliotic curve's own effect
   on the shoulders is taken to be inside the asked difference (sample_scoliosis draws it with the curve);
 - trunk shift (PoseParams.trunk_shift_m, metres, + to the subject's left): C7 stands that far to the side of the
   mid-hip (the C7 plumb line's offset in scoliosis), plus what a sideways lean does (C7's height x sin(lean)); the
-  thorax slides over the thoracolumbar junction and stays upright.
-Pelvic obliquity (degrees, + left side higher) is a rigid tilt of the pelvis about the forward axis, with the
-legs kept vertical, so the ASIS line tilts by that angle.
+  thorax slides over the thoracolumbar junction and stays upright;
+- pelvic obliquity (LimbPose.pelvic_obliquity + Posture.pelvic_obliquity, degrees, + left side higher): the line
+  of the BlazePose hips (as the gait booth measures it) tilts by that much; the pelvis tilts about the forward axis,
+  the legs stay vertical, the lumbar spine takes the trunk back upright. (anny skins the ASIS region partly to the
+  lumbar bones, so the ASIS line tilts less: about 0.75 of it.)
+The head shift (Posture.head_lateral_shift / head_sagittal_shift, metres) needs no solving: the head bones
+translate, so the head moves by exactly that much relative to C7, its orientation unchanged, the upper neck
+shearing.
 
 Scoliosis-like asymmetry and its published ranges (adolescent idiopathic scoliosis, AIS): `sample_scoliosis`.
 """

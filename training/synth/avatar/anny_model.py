@@ -1,9 +1,9 @@
 """The anny body model: one process-wide instance, its cache, and the few model calls the avatar needs.
 
 anny (PyPI `anny`, Apache-2.0 code, CC0 MakeHuman assets) builds its model data from the MakeHuman files in its
-wheel on first use and caches the result (about 100 MB) in a folder: here `$EDGESCREEN_ANNY_DIR`, else
+wheel on first use and caches the result (about 50 MB kept) in a folder: here `$EDGESCREEN_ANNY_DIR`, else
 `~/.cache/edgescreen/anny`, unless anny's own `ANNY_CACHE_DIR` is set. The first build takes minutes (about 1.5 min
-on this project's 2-core x86-64 machine, no GPU) and logs one line saying so; later loads take about a second.
+on this project's 2-core x86-64 machine, no GPU) and logs one line saying so; later loads take a few seconds.
 The warp skinning kernel is compiled once into `<cache>/warp`.
 
 Every call into anny's internals lives in this module, so a new anny version touches one file (the `train` extra
@@ -86,10 +86,13 @@ def _load() -> AnnyModel:
     from anny.paths import set_anny_cache_path
 
     set_anny_cache_path(directory)
-    if not any(directory.glob("v*/build_compact_model_data_*.safetensors")):
+    first_build = not any(directory.glob("v*/build_compact_model_data_*.safetensors"))
+    if first_build:
         log.warning("building the anny body model cache in %s (first use only; takes a few minutes)", directory)
     with torch.no_grad():
         model = anny.Anny().to(torch.float32)
+    if first_build:
+        _drop_intermediates(directory)
     coco = anny.KeypointsRegressor.coco(model)
     labels = list(model.bone_labels)
     return AnnyModel(
@@ -115,6 +118,14 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _drop_intermediates(directory: Path) -> None:
+    """anny caches every stage of its first build (about 800 MB); a later load reads only the last, compact one
+    (about 50 MB), so the stages this build just wrote go."""
+    for stage in ("load_data_*.safetensors", "build_model_data_*.safetensors"):
+        for path in directory.glob(f"v*/{stage}"):
+            path.unlink(missing_ok=True)
 
 
 def get_model() -> AnnyModel:

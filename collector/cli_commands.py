@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from sqlalchemy.exc import OperationalError
 
-    from collector.alerts.rules import RulesError
+    from collector.alerts.config import RulesError
 
     try:
         service = CollectorService(settings)

@@ -26,8 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from collector.alerts.rules import RulesFile
-from collector.ingest_writer import WriterProcess, WriterSettings
+from collector.alerts.config import RulesFile
+from collector.ingest_writer import Committed, DatabaseDown, WriterProcess, WriterSettings
 from collector.mqtt_client import BufferedClient
 from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage.engine import Database
@@ -336,18 +336,17 @@ class Ingestor:
                     return
                 self._replace_writer(writer)
                 continue
-            kind = event[0]
-            if kind == "done":
-                self._committed(event[1], event[2], event[3], event[4])
-            elif kind == "alerts":
-                if self.on_alerts is not None:
-                    self.on_alerts(event[1])
-            elif kind == "db_error":
-                self._progress_at = time.monotonic()
-                self.stats.db_errors += 1
-                if self.stats.db_ok:
-                    log.warning("database unavailable (%s); holding acknowledgements and retrying", event[1])
-                self.stats.db_ok = False
+            match event:
+                case Committed():
+                    self._committed(event.batch_id, event.new, event.conflicts, event.seconds)
+                    if event.alerts and self.on_alerts is not None:
+                        self.on_alerts(event.alerts)
+                case DatabaseDown():
+                    self._progress_at = time.monotonic()
+                    self.stats.db_errors += 1
+                    if self.stats.db_ok:
+                        log.warning("database unavailable (%s); holding acknowledgements and retrying", event.error)
+                    self.stats.db_ok = False
 
     def _replace_writer(self, old: WriterProcess) -> None:
         old.process.join(1.0)

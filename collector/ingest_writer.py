@@ -2,13 +2,12 @@
 
 The ingest process receives, validates and builds rows (collector/ingest.py); this process writes
 them. Split this way, the Python work of receiving and the database work of storing run on two cores
-instead of taking turns under one interpreter lock. The protocol over the pipe, in order:
+instead of taking turns under one interpreter lock. The pipe carries the dataclasses below, in order:
 
-    parent → writer   ("batch", batch_id, PreparedBatch) | ("stop",)
-    writer → parent   per batch in the order sent ("done", batch_id, new row indexes, how many rows were
-                      dead-lettered as conflicts, seconds spent), each followed, when alert rules are configured
-                      and the batch opened or resolved any, by ("alerts", [Alert, ...]) for the parent to deliver;
-                      and ("db_error", text) for every failed attempt while the database is down
+    parent → writer   `WriteBatch` | `StopWriting`
+    writer → parent   per batch in the order sent, `Committed` (the new score rows, the rows dead-lettered as
+                      conflicts, the seconds spent, and the alerts the rules opened or resolved, for the parent's
+                      notifier); and `DatabaseDown` for every failed attempt while the database is down
 
 The writer reports a batch only after its transaction committed; the parent acknowledges the batch's
 messages to the broker only on that report. The alert rules are evaluated here, in the transaction that
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-from collector.alerts.rules import RulesFile
+from collector.alerts.config import RulesFile
 from collector.storage.engine import Database, open_database
 from collector.storage.writes import PreparedBatch, Rejected, write_prepared
 from collector.timeutil import utcnow_naive
@@ -53,6 +52,41 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE = (OperationalError, InterfaceError, DisconnectionError)
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """Store this batch (parent → writer)."""
+
+    batch_id: int
+    batch: PreparedBatch
+
+
+@dataclass(frozen=True)
+class StopWriting:
+    """Store what was sent, then end (parent → writer)."""
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A batch's transaction committed (writer → parent); only now may its messages be acknowledged."""
+
+    batch_id: int
+    new: list[int]  # indexes of the batch's score rows that were new
+    conflicts: int  # score rows dead-lettered as conflicts
+    seconds: float  # spent writing, retries included
+    alerts: list[Alert]  # opened or resolved by the rules in that transaction, to deliver
+
+
+@dataclass(frozen=True)
+class DatabaseDown:
+    """An attempt failed because the database is unavailable; the writer retries the same batch (writer → parent)."""
+
+    error: str
+
+
+ToWriter = WriteBatch | StopWriting
+FromWriter = Committed | DatabaseDown
 
 
 @dataclass(frozen=True)
@@ -78,16 +112,16 @@ class WriterProcess:
         child.close()  # the writer sees end-of-file once the parent's end is gone
 
     def send(self, batch_id: int, batch: PreparedBatch) -> None:
-        self._conn.send(("batch", batch_id, batch))
+        self._conn.send(WriteBatch(batch_id, batch))
 
-    def recv(self) -> tuple[Any, ...]:
+    def recv(self) -> FromWriter:
         """The next event; raises EOFError when the writer is gone."""
-        event: tuple[Any, ...] = self._conn.recv()
+        event: FromWriter = self._conn.recv()
         return event
 
     def request_stop(self) -> None:
         try:
-            self._conn.send(("stop",))
+            self._conn.send(StopWriting())
         except OSError:
             pass  # already gone
 
@@ -123,7 +157,7 @@ class _Writer:
         self.conn = conn
         self.db = db
         self.settings = settings
-        self.waiting: deque[tuple[Any, ...]] = deque()  # received while retrying an earlier batch
+        self.waiting: deque[ToWriter] = deque()  # received while retrying an earlier batch
         self.alerts: list[Alert] = []  # raised by the transactions of the batch being stored that committed
         self.new: set[int] = set()  # score rows of that batch committed so far (before an outage too)
         self.conflicts: set[int] = set()  # its score rows dead-lettered as conflicts so far
@@ -133,27 +167,24 @@ class _Writer:
 
             self.engine = AlertEngine(db, settings.rules, deliver=self.alerts.append)
 
-    def _next(self) -> tuple[Any, ...] | None:
+    def _next(self) -> ToWriter | None:
         if self.waiting:
             return self.waiting.popleft()
         try:
-            event: tuple[Any, ...] = self.conn.recv()
+            event: ToWriter = self.conn.recv()
         except EOFError:
             return None
         return event
 
     def run(self) -> None:
-        while (event := self._next()) is not None and event[0] == "batch":
-            _, batch_id, batch = event
+        while isinstance(event := self._next(), WriteBatch):
             t0 = time.perf_counter()
-            new = self._commit(batch)
+            new = self._commit(event.batch)
             if new is None:
                 return  # told to stop, or the parent is gone, while the database was down: nothing committed
+            alerts, self.alerts[:] = list(self.alerts), []
             try:
-                self.conn.send(("done", batch_id, new, len(self.conflicts), time.perf_counter() - t0))
-                if self.alerts:
-                    alerts, self.alerts[:] = list(self.alerts), []
-                    self.conn.send(("alerts", alerts))
+                self.conn.send(Committed(event.batch_id, new, len(self.conflicts), time.perf_counter() - t0, alerts))
             except OSError:
                 return  # the parent is gone; the broker redelivers what it never acknowledged
 
@@ -169,7 +200,7 @@ class _Writer:
                 return sorted(self.new)
             except _RETRYABLE as exc:
                 try:
-                    self.conn.send(("db_error", str(exc).splitlines()[0][:300]))
+                    self.conn.send(DatabaseDown(str(exc).splitlines()[0][:300]))
                 except OSError:
                     return None  # the parent is gone
             deadline = time.monotonic() + delay
@@ -181,7 +212,7 @@ class _Writer:
                     event = self.conn.recv()
                 except EOFError:
                     return None
-                if event[0] != "batch":
+                if not isinstance(event, WriteBatch):
                     return None
                 self.waiting.append(event)
             delay = min(delay * 2, self.settings.backoff_max_s)
@@ -281,9 +312,9 @@ def _text(exc: BaseException) -> str:
 
 
 def _dead_letter(row: tuple[Any, ...], exc: Exception) -> Rejected:
-    message_id, site, device_id, kind = row[:4]
+    message_id, site, device_id, kind, *_, payload = row  # a score row (collector.storage.writes._SCORE_COLUMNS)
     log.error("message %s could not be stored: %s", message_id, _text(exc))
-    return Rejected(topic_for(site, device_id, kind), "store_error", _text(exc), row[-1].encode(), utcnow_naive())
+    return Rejected(topic_for(site, device_id, kind), "store_error", _text(exc), payload.encode(), utcnow_naive())
 
 
 def _device_failed(row: dict[str, Any], exc: Exception) -> None:

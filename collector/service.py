@@ -21,8 +21,8 @@ from contract.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine
+    from collector.alerts.notify import Notifier as AlertNotifier
     from collector.web.server import WebServer
-    from contract.wire import Alert
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,10 @@ class CollectorService:
         self._workers: list[multiprocessing.process.BaseProcess] = []
         rules = None
         if settings.rules_path is not None:
-            from collector.alerts.rules import load_rules
+            from collector.alerts.config import load_rules
 
             rules = load_rules(settings.rules_path)  # before the database, so a bad file changes nothing
         self.db = open_database(settings.db_url)
-        self.alerts: AlertEngine | None = None
-        if rules is not None:
-            from collector.alerts.engine import AlertEngine
-
-            self.alerts = AlertEngine(self.db, rules)
         ingest_settings = IngestSettings(
             broker_url=settings.broker_url,
             client_id=settings.client_id,
@@ -83,24 +78,31 @@ class CollectorService:
             rules=rules,
             tls=settings.tls,
         )
-        # The ingest writer process evaluates the message rules on each batch it commits and hands the alerts
-        # back here; this process delivers them and runs the periodic rules (device offline).
-        self.ingestor = Ingestor(ingest_settings, self.db, on_alerts=self._deliver if self.alerts else None)
-        if self.alerts is not None:
-            self.alerts.attach_mqtt(self.ingestor.client)
+        # The alert path: the ingest writer process evaluates the message rules in the transaction that stores a
+        # batch and reports the alerts with its commit; the ingestor hands them to the one notifier of this
+        # process, which publishes them on the ingest's MQTT connection (and webhook, e-mail). The periodic rules
+        # (device offline) are evaluated here by `ticker`, whose alerts go to the same notifier.
+        self.notifier: AlertNotifier | None = None
+        self.ticker: AlertEngine | None = None
+        if rules is not None:
+            from collector.alerts.engine import AlertEngine
+            from collector.alerts.notify import Notifier as AlertNotifier
+
+            self.notifier = AlertNotifier(rules.notify)
+            self.ticker = AlertEngine(self.db, rules, deliver=self.notifier.submit)
+        self.ingestor = Ingestor(
+            ingest_settings, self.db, on_alerts=self.notifier.submit_all if self.notifier is not None else None
+        )
+        if self.notifier is not None:
+            self.notifier.client = self.ingestor.client
         self._stop = threading.Event()
         self._was_stalled = False
         self._web: WebServer | None = None
 
-    def _deliver(self, alerts: list[Alert]) -> None:
-        assert self.alerts is not None
-        for alert in alerts:
-            self.alerts.notifier.submit(alert)
-
     def start(self) -> None:
         self.ingestor.start()
-        if self.alerts is not None:
-            self.alerts.start()
+        if self.notifier is not None:
+            self.notifier.start()
             if self.settings.parent_pid is None:
                 threading.Thread(target=self._tick_loop, name="collector-alert-tick", daemon=True).start()
         context = multiprocessing.get_context("spawn")
@@ -123,8 +125,8 @@ class CollectorService:
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.settings.tick_s):
             try:
-                if self.alerts is not None:
-                    self.alerts.tick()
+                if self.ticker is not None:
+                    self.ticker.tick()
             except Exception:
                 log.exception("periodic alert check failed")
 
@@ -138,8 +140,8 @@ class CollectorService:
         self.ingestor.stop()
         if self._web is not None:
             self._web.stop()
-        if self.alerts is not None:
-            self.alerts.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.db.dispose()
 
     def run_forever(self) -> int:

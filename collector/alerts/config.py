@@ -1,115 +1,30 @@
-"""Alert rules in YAML: validated with pydantic (unknown keys rejected with a did-you-mean hint)."""
+"""The rules file in YAML: where alerts go and the rules (collector/alerts/rules/), validated with pydantic
+(unknown keys rejected with a did-you-mean hint)."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from collector.alerts.rules import RULE_KINDS, Rule
+from collector.alerts.rules.base import StrictModel
 from contract.errors import UsageError
-from contract.roles import role_names
-
-Severity = Literal["info", "warning", "critical"]
-RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
-
-
-def _metric_kind(kind: str) -> str:
-    known = (*role_names(), "heartbeat")
-    if kind not in known:
-        raise ValueError(f"unknown message kind {kind!r}; known: {', '.join(known)}")
-    return kind
-
-
-# A message kind whose flattened metrics a rule reads: a registered role, or the heartbeat.
-MetricKind = Annotated[str, AfterValidator(_metric_kind)]
 
 
 class RulesError(UsageError, ValueError):
     """A rules file that cannot be used; the message names the file and the key."""
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _RuleBase(_Config):
-    name: RuleName = Field(description="rule id; also the `rule` field of the alert")
-    severity: Severity = Field(default="warning", description="info, warning or critical")
-    cooldown_minutes: float = Field(default=60.0, ge=0, description="after an incident ends, no new alert before this")
-    dedup: str = Field(
-        default="{rule}:{site}:{device}",
-        description="template of the de-duplication key: one open alert per key ({rule} {site} {device} {day} {id})",
-    )
-    sites: list[str] = Field(default_factory=list, description="only these sites (empty: every site)")
-    auto_resolve: bool = Field(default=True, description="resolve the alert when the condition clears")
-
-
-class ThresholdRule(_RuleBase):
-    """A metric above (or below) a level for long enough, with hysteresis."""
-
-    type: Literal["threshold"]
-    kind: MetricKind = Field(description="message kind the metric is in: a role or heartbeat")
-    metric: str = Field(description="flattened metric name, e.g. cva_deg.band.high or severity.rotation")
-    above: float = Field(description="the condition starts when the value exceeds this")
-    clear_below: float | None = Field(default=None, description="and ends only when it drops below this (hysteresis)")
-    min_duration_minutes: float = Field(default=0.0, ge=0, description="time the condition must hold before alerting")
-    period: Literal["continuous", "day"] = Field(
-        default="continuous", description="count time in one unbroken stretch, or summed over a UTC day"
-    )
-
-    @model_validator(mode="after")
-    def _hysteresis(self) -> ThresholdRule:
-        if self.clear_below is not None and self.clear_below > self.above:
-            raise ValueError(f"clear_below {self.clear_below} is above `above` {self.above}")
-        return self
-
-
-class ScreeningRule(_RuleBase):
-    """A gait screening of a given class with at least a given probability."""
-
-    type: Literal["screening"]
-    predicted: Literal["positive", "neutral", "negative"] = Field(default="positive", description="class to alert on")
-    min_probability: float = Field(default=0.5, ge=0, le=1, description="model probability of that class")
-    dedup: str = Field(default="{rule}:{site}:{device}:{id}", description="one alert per screening by default")
-    auto_resolve: bool = Field(default=False, description="screenings do not clear by themselves")
-
-
-class DeviceOfflineRule(_RuleBase):
-    type: Literal["device_offline"]
-    minutes: float = Field(default=10.0, gt=0, description="offline (or silent) for longer than this")
-
-
-class OutboxGrowingRule(_RuleBase):
-    type: Literal["outbox_growing"]
-    depth_above: int = Field(default=100, ge=0, description="outbox depth above this and rising between heartbeats")
-
-
-class FpsBelowRule(_RuleBase):
-    type: Literal["fps_below"]
-    target: float = Field(gt=0, description="slowest stage fps below this")
-    min_duration_minutes: float = Field(default=5.0, ge=0, description="for at least this long")
-
-
-class DroppedScoresRule(_RuleBase):
-    type: Literal["dropped_scores"]
-
-
-Rule = Annotated[
-    ThresholdRule | ScreeningRule | DeviceOfflineRule | OutboxGrowingRule | FpsBelowRule | DroppedScoresRule,
-    Field(discriminator="type"),
-]
-
-
-class WebhookConfig(_Config):
+class WebhookConfig(StrictModel):
     url: str = Field(pattern=r"^https?://[^\s/]+", description="http(s) URL the alert JSON is POSTed to")
     secret_file: Path = Field(description="file with the HMAC-SHA256 key; signature in X-EdgeScreen-Signature")
     timeout_s: float = Field(default=5.0, gt=0, description="per request")
 
 
-class SmtpConfig(_Config):
+class SmtpConfig(StrictModel):
     host: str = Field(description="SMTP server")
     port: int = Field(default=25, description="SMTP port")
     sender: str = Field(description="From address")
@@ -119,13 +34,13 @@ class SmtpConfig(_Config):
     password_file: Path | None = Field(default=None, description="file with the SMTP password")
 
 
-class NotifyConfig(_Config):
+class NotifyConfig(StrictModel):
     mqtt: bool = Field(default=True, description="publish on edgescreen/v1/{site}/alerts")
     webhook: WebhookConfig | None = Field(default=None, description="POST each alert here")
     smtp: SmtpConfig | None = Field(default=None, description="e-mail each alert")
 
 
-class RulesFile(_Config):
+class RulesFile(StrictModel):
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description="where alerts go")
     rules: list[Rule] = Field(default_factory=list, description="the rules")
 
@@ -140,10 +55,7 @@ class RulesFile(_Config):
 
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     if len(loc) >= 2 and loc[0] == "rules":
-        model_keys: set[str] = set()
-        for model in (ThresholdRule, ScreeningRule, DeviceOfflineRule, OutboxGrowingRule, FpsBelowRule):
-            model_keys |= set(model.model_fields)
-        return sorted(model_keys | set(DroppedScoresRule.model_fields))
+        return sorted({key for kind in RULE_KINDS for key in kind.model_fields})
     if loc and loc[0] == "notify":
         if len(loc) >= 3 and loc[1] == "webhook":
             return list(WebhookConfig.model_fields)

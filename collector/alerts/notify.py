@@ -10,12 +10,12 @@ import queue
 import smtplib
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 
 import paho.mqtt.client as mqtt
 
-from collector.alerts.rules import NotifyConfig, SmtpConfig, WebhookConfig
+from collector.alerts.config import NotifyConfig, SmtpConfig, WebhookConfig
 from contract.wire import Alert, alerts_topic, encode
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ def send_mail(config: SmtpConfig, alert: Alert) -> None:
 
 
 class Notifier:
-    """Delivers queued alerts; a failing channel is retried a few times and logged, never blocks ingest."""
+    """Delivers queued alerts; a failing channel is retried a few times and logged, never blocks ingest. One per
+    collector: `client` is the ingest's MQTT connection, set by the service."""
 
     def __init__(self, config: NotifyConfig, attempts: int = 3) -> None:
         self.config = config
@@ -76,6 +77,10 @@ class Notifier:
 
     def submit(self, alert: Alert) -> None:
         self._queue.put(alert)
+
+    def submit_all(self, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            self._queue.put(alert)
 
     def _loop(self) -> None:
         while True:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select
 
-from collector.alerts.rules import parse_rules
+from collector.alerts.config import parse_rules
 from collector.simulate import mixed_stream
 from collector.storage import Database, open_database, schema
 from collector.storage.writes import BatchBuilder

@@ -28,7 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector.alerts.config import RulesFile
 from collector.ingest_writer import Committed, DatabaseDown, WriterProcess, WriterSettings
-from collector.mqtt_client import BufferedClient
+from collector.mqtt_client import BufferedClient, message_topic
 from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
@@ -180,7 +180,7 @@ class Ingestor:
             log.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        topic = msg._topic.decode("utf-8", "replace")
+        topic = message_topic(msg)
         self._queue((self._generation, msg.mid, msg.qos, topic, bytes(msg.payload)))
 
     def _on_raw_message(self, topic: bytes, mid: int, qos: int, payload: bytes) -> None:

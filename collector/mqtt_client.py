@@ -9,19 +9,49 @@ QoS 1 PUBLISH (MQTT v5, no properties, no topic alias) goes straight to `on_raw_
 per-message Properties and MQTTMessage objects that take about half of paho's receive time. Such
 publishes already complete in the read buffer are taken from it in one pass (`_drain_publishes`), without
 paho's per-packet state (a dict, several reads, a lock per packet).
+
+All of this reads paho's private members (`_sock`, `_in_packet`, `_packet_read`, `_handle_publish`,
+`_packet_queue`, ...), which any paho release may change. It is used only with the paho release it was written
+and tested against (`FAST_PATH_PAHO`, also pinned in pyproject.toml); with any other, the client is stock paho
+through its public API (`on_message`, `ack`), slower but correct.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import paho.mqtt as paho
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import time_func
 from paho.mqtt.enums import MessageType, MQTTErrorCode
 
+log = logging.getLogger(__name__)
+
 READ_CHUNK = 256 * 1024
+
+# The paho release (major, minor) whose private members the fast path reads.
+FAST_PATH_PAHO = (2, 2)
+
+
+def fast_path_supported(version: str = paho.__version__) -> bool:
+    """Whether this paho release is the one the fast path was written against."""
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) == FAST_PATH_PAHO
+
+
+def message_topic(msg: mqtt.MQTTMessage) -> str:
+    """A received message's topic; one that is not UTF-8 (which a broker should refuse) gets a placeholder that
+    names no device, so that the message is dead-lettered as a bad topic."""
+    try:
+        return msg.topic
+    except UnicodeDecodeError:
+        return "<topic not UTF-8>"
 
 # (topic, packet id, qos, payload) of a received PUBLISH.
 RawMessageCallback = Callable[[bytes, int, int, bytes], None]
@@ -30,12 +60,22 @@ RawMessageCallback = Callable[[bytes, int, int, bytes], None]
 class BufferedClient(mqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fast = fast_path_supported()
+        if not self.fast:
+            log.warning(
+                "paho-mqtt %s is not the release the collector's fast MQTT path was written for (%d.%d); "
+                "receiving through paho's public API instead",
+                paho.__version__,
+                *FAST_PATH_PAHO,
+            )
         self._read_buffer = b""
         self._read_pos = 0
         self._buffered_socket: object | None = None
         self.on_raw_message: RawMessageCallback | None = None
 
     def _sock_recv(self, bufsize: int) -> bytes:
+        if not self.fast:
+            return super()._sock_recv(bufsize)
         if self._sock is not self._buffered_socket:
             # A new connection: whatever was buffered belonged to the old one.
             self._read_buffer, self._read_pos, self._buffered_socket = b"", 0, self._sock
@@ -52,6 +92,8 @@ class BufferedClient(mqtt.Client):
         # Drain until the socket (and our buffer) has nothing more, so no buffered byte waits on select().
         # This ends: once Receive Maximum messages are unacknowledged the broker stops sending, the
         # socket runs dry, and the loop goes on to write the queued acknowledgements.
+        if not self.fast:
+            return super().loop_read(max_packets)
         while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
@@ -70,7 +112,7 @@ class BufferedClient(mqtt.Client):
         anything else or not complete yet; paho's own `_packet_read` takes that one from the buffer.
         """
         on_raw = self.on_raw_message
-        if on_raw is None or not self._manual_ack or self._protocol != mqtt.MQTTv5:
+        if not self.fast or on_raw is None or not self._manual_ack or self._protocol != mqtt.MQTTv5:
             return
         if self._sock is not self._buffered_socket:
             return
@@ -117,6 +159,10 @@ class BufferedClient(mqtt.Client):
         two-byte form for success), so the broker sees the same thing; a partial write resumes where it
         stopped, and a connection loss drops the queue as it does for single acks (the broker redelivers).
         """
+        if not self.fast:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
         packet = b"".join(struct.pack("!BBH", MessageType.PUBACK, 2, mid) for mid in mids)
         if packet:
             self._packet_queue(MessageType.PUBACK, packet, 0, 0)
@@ -125,6 +171,8 @@ class BufferedClient(mqtt.Client):
         # The common case, parsed here: MQTT v5, QoS 1 with manual acknowledgement, a topic name (no alias)
         # and an empty property block. Anything else (QoS 0/2, properties, a malformed packet) goes the
         # stock way, so paho's handling of those is unchanged.
+        if not self.fast:
+            return super()._handle_publish()
         on_raw = self.on_raw_message
         command: int = self._in_packet["command"]
         packet: bytearray = self._in_packet["packet"]

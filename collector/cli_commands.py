@@ -4,15 +4,62 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
+import os
 from pathlib import Path
 
 from contract.errors import EdgeScreenError, UsageError
+
+log = logging.getLogger(__name__)
+# Where the installed service reads DB_URL from (edgescreen-collector.service, EnvironmentFile=).
+COLLECTOR_ENV = Path("/etc/edgescreen/collector.env")
+COLLECTOR_ENV_VAR = "EDGESCREEN_COLLECTOR_ENV"  # another file, for tests and unusual installs
+RUN_DEFAULT_DB = "sqlite:///collector.db"
+_DB_HELP = (
+    "sqlite:///path or postgresql://…; default: $DB_URL, else DB_URL in /etc/edgescreen/collector.env "
+    "(what the installed service uses)"
+)
+
+
+def collector_env_db() -> tuple[str, str] | None:
+    """(DB_URL, where it came from) from the environment or the service's collector.env; None if neither has it."""
+    if os.environ.get("DB_URL"):
+        return os.environ["DB_URL"], "$DB_URL"
+    path = Path(os.environ.get(COLLECTOR_ENV_VAR) or COLLECTOR_ENV)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip() == "DB_URL" and value.strip():
+            return value.strip().strip("'\""), str(path)
+    return None
+
+
+def user_db_url(args: argparse.Namespace) -> str:
+    """The database a user command changes: --db, else the service's setting; never a guess in the current
+    folder, where the service would not see the user."""
+    if args.db:
+        return str(args.db)
+    found = collector_env_db()
+    if found is None:
+        raise UsageError(
+            "which database? give --db (the DB_URL the collector runs with); neither $DB_URL nor "
+            f"{os.environ.get(COLLECTOR_ENV_VAR) or COLLECTOR_ENV} names one"
+        )
+    log.info("database %s (from %s)", found[0], found[1])
+    return found[0]
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="subscribe, store, alert and serve the dashboard")
     run.add_argument("--broker", required=True, help="mqtt://host[:port] or mqtts://host[:port]")
-    run.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path (default) or postgresql://…")
+    run.add_argument(
+        "--db",
+        help="sqlite:///path or postgresql://…; default: $DB_URL, else DB_URL in /etc/edgescreen/collector.env, "
+        f"else {RUN_DEFAULT_DB}",
+    )
     run.add_argument("--rules", type=Path, help="alert rules YAML (see firmware_config/alert-rules.example.yaml)")
     run.add_argument("--http", metavar="HOST:PORT", help="serve the dashboard here (e.g. 127.0.0.1:8080)")
     run.add_argument("--share", metavar="GROUP", help="shared subscription group, to split load between collectors")
@@ -52,8 +99,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "user and ends their sessions)",
     )
     add.add_argument("username")
-    add.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path or postgresql://…")
+    add.add_argument("--db", help=_DB_HELP)
     add.add_argument("--site", action="append", required=True, help="site the user may see (repeat for more)")
+    add.add_argument(
+        "--role",
+        choices=("staff", "nurse"),
+        default="staff",
+        help="staff (default): released aggregates only; nurse: also the screening follow-up list",
+    )
     add.add_argument("--password-file", type=Path, help="read the password from this file instead of a prompt")
     add.set_defaults(func=_user_add)
     for name, text in (
@@ -62,7 +115,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ):
         command = user_sub.add_parser(name, help=text)
         command.add_argument("username")
-        command.add_argument("--db", default="sqlite:///collector.db", help="sqlite:///path or postgresql://…")
+        command.add_argument("--db", help=_DB_HELP)
         command.set_defaults(func=_user_change, change=name)
     user.set_defaults(func=lambda _a: _usage(user))
 
@@ -72,6 +125,9 @@ def _run(args: argparse.Namespace) -> int:
     from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
     from collector.service import CollectorService, ServiceSettings
 
+    if not args.db:
+        found = collector_env_db()
+        args.db = found[0] if found else RUN_DEFAULT_DB
     tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
     try:
         client_tls(parse_broker_url(args.broker), tls)  # a wrong TLS option first: the client id comes from it
@@ -119,16 +175,17 @@ def _user_add(args: argparse.Namespace) -> int:
         if password != getpass.getpass("again: "):
             raise EdgeScreenError("the two passwords differ; nothing changed")
     try:
-        db = open_database(args.db)
+        db = open_database(user_db_url(args))
     except ValueError as exc:  # a bad --db URL
         raise UsageError(str(exc)) from exc
     try:
-        add_user(db, args.username, password, args.site)
+        add_user(db, args.username, password, args.site, args.role)
     except UserError as exc:
         raise EdgeScreenError(str(exc)) from exc
     finally:
         db.dispose()
-    print(f"user {args.username} can see: {', '.join(sorted(set(args.site)))}")
+    extra = " and the screening follow-up list" if args.role == "nurse" else ""
+    print(f"user {args.username} ({args.role}) can see: {', '.join(sorted(set(args.site)))}{extra}")
     return 0
 
 
@@ -137,7 +194,7 @@ def _user_change(args: argparse.Namespace) -> int:
     from collector.users import delete_user, disable_user
 
     try:
-        db = open_database(args.db)
+        db = open_database(user_db_url(args))
     except ValueError as exc:  # a bad --db URL
         raise UsageError(str(exc)) from exc
     try:

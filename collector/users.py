@@ -31,6 +31,10 @@ _HASHER = PasswordHasher()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _SITE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MIN_PASSWORD = 10
+# What a user may see beyond released aggregates: "staff" nothing more; "nurse" the screening follow-up list
+# (single positive walk-throughs with their pseudonymous student code), which a school nurse needs to act on.
+ROLES = ("staff", "nurse")
+DEFAULT_ROLE = "staff"
 ARGON2_CONCURRENCY = 2
 ARGON2_WAIT_S = 30.0
 _ARGON2_SLOTS = threading.BoundedSemaphore(ARGON2_CONCURRENCY)
@@ -49,6 +53,7 @@ class Account:
     username: str
     sites: list[str]
     session_version: int
+    role: str = DEFAULT_ROLE
 
 
 @functools.cache
@@ -68,9 +73,11 @@ def _argon2_slot() -> Iterator[None]:
         _ARGON2_SLOTS.release()
 
 
-def add_user(db: Database, username: str, password: str, sites: list[str]) -> None:
-    """Create a user, or give an existing one this password and these sites, enable them and end their
-    sessions."""
+def add_user(db: Database, username: str, password: str, sites: list[str], role: str = DEFAULT_ROLE) -> None:
+    """Create a user, or give an existing one this password, these sites and this role, enable them and end
+    their sessions."""
+    if role not in ROLES:
+        raise UserError(f"role {role!r} for {username!r}: one of {', '.join(ROLES)}")
     if not _NAME.match(username):
         raise UserError(f"username {username!r}: letters, digits and _.@- only, at most 64")
     if len(password) < MIN_PASSWORD:
@@ -85,7 +92,7 @@ def add_user(db: Database, username: str, password: str, sites: list[str]) -> No
         changed = conn.execute(
             update(users)
             .where(users.c.username == username)
-            .values(password_hash=hashed, disabled=False, session_version=users.c.session_version + 1)
+            .values(password_hash=hashed, disabled=False, role=role, session_version=users.c.session_version + 1)
         )
         if changed.rowcount == 0:
             conn.execute(
@@ -95,6 +102,7 @@ def add_user(db: Database, username: str, password: str, sites: list[str]) -> No
                     created_at=utcnow_naive(),
                     session_version=secrets.randbelow(2**62),
                     disabled=False,
+                    role=role,
                 )
             )
         conn.execute(delete(schema.user_sites).where(schema.user_sites.c.username == username))
@@ -123,11 +131,11 @@ def active_account(db: Database, username: str) -> Account | None:
     users = schema.users
     with db.reader.connect() as conn:
         row = conn.execute(
-            select(users.c.session_version, users.c.disabled).where(users.c.username == username)
+            select(users.c.session_version, users.c.disabled, users.c.role).where(users.c.username == username)
         ).first()
     if row is None or row[1]:
         return None
-    return Account(username, user_sites(db, username), int(row[0]))
+    return Account(username, user_sites(db, username), int(row[0]), str(row[2] or DEFAULT_ROLE))
 
 
 def end_sessions(db: Database, username: str) -> None:

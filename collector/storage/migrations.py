@@ -92,12 +92,23 @@ def _user_sessions(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT {false}")
 
 
+def _followup(conn: Connection) -> None:
+    """users get a role (existing users: staff, aggregates only); followup_events records each change of a
+    positive walk-through's follow-up status."""
+    if "role" not in {c["name"] for c in inspect(conn).get_columns("users")}:
+        conn.exec_driver_sql("ALTER TABLE users ADD COLUMN role VARCHAR(16) NOT NULL DEFAULT 'staff'")
+    schema.followup_events.create(conn, checkfirst=True)
+    for index in schema.followup_events.indexes:
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "scores, metrics, devices, dead letters, alerts, users", _initial),
     Migration(2, "metric_values keyed by series and time (SQLite: WITHOUT ROWID)", _metric_values_keyed_by_series),
     Migration(3, "drop the unused scores index on site, device, window_end", _drop_scores_device_index),
     Migration(4, "scores keyed by site, device and message id, not message id alone", _scores_keyed_by_device),
     Migration(5, "users: session version and disabled flag, to revoke sessions", _user_sessions),
+    Migration(6, "users: role; followup_events: the screening follow-up and its audit trail", _followup),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -163,6 +163,9 @@ users = Table(
     # (logout, new password, disable). Schema version 5.
     Column("session_version", BigInteger, nullable=False, server_default=text("0")),
     Column("disabled", Boolean, nullable=False, server_default=false()),
+    # What the user may see beyond aggregates (collector/users.py ROLES): "staff" sees released aggregates
+    # only; "nurse" also sees the screening follow-up list (single walk-throughs). Schema version 6.
+    Column("role", String(16), nullable=False, server_default="staff"),
 )
 
 user_sites = Table(
@@ -171,3 +174,19 @@ user_sites = Table(
     Column("username", String(64), primary_key=True),
     Column("site", String(63), primary_key=True),
 )
+
+# Screening follow-up: each change of a positive walk-through's status, never updated or deleted (the audit
+# trail); the current status is the latest row. The walk-through is the scores row (site, device_id,
+# message_id). Schema version 6.
+followup_events = Table(
+    "followup_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("site", String(63), nullable=False),
+    Column("device_id", String(63), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("status", String(16), nullable=False),  # referred | not_needed | done
+    Column("changed_by", String(64), nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+)
+Index("ix_followup_events_walk", followup_events.c.site, followup_events.c.device_id, followup_events.c.message_id)

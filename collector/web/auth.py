@@ -28,6 +28,12 @@ SESSION_MAX_AGE_S = 12 * 3600
 class User:
     username: str
     sites: list[str]
+    role: str = "staff"
+
+    @property
+    def sees_followup(self) -> bool:
+        """Whether the user sees single positive walk-throughs (the follow-up list); see collector/users.py."""
+        return self.role == "nurse"
 
 
 class NotLoggedIn(Exception):
@@ -107,7 +113,7 @@ def current_user(request: Request) -> User:
     if account is None or session.get("ver") != account.session_version or not account.sites:
         end_session(request)  # the cookie is replaced by an anonymous one
         raise NotLoggedIn()
-    return User(username, account.sites)
+    return User(username, account.sites, account.role)
 
 
 def require_site(user: User, site: str) -> None:

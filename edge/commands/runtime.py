@@ -27,7 +27,12 @@ def register(groups: Groups) -> None:
     _profile_arg(run)
     run.add_argument("--source", help="camera URI overriding camera.source (a video file, /dev/video0, rtsp://...)")
     run.add_argument("--broker", help="broker URL overriding broker.url (mqtt://HOST:PORT or mqtts://...)")
-    run.add_argument("--outbox", type=Path, help="outbox file overriding outbox.path")
+    run.add_argument(
+        "--outbox",
+        type=Path,
+        help="outbox file overriding outbox.path; outside systemd without either, a per-user file "
+        "($XDG_STATE_HOME/edgescreen/SITE-DEVICE/outbox.sqlite), not the service's shared one",
+    )
     run.add_argument("--model-dir", type=Path, help="converted models (default $EDGESCREEN_MODEL_DIR)")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -77,6 +82,24 @@ def load_with_overrides(args: argparse.Namespace) -> Profile:
     return validate_profile(data, source=f"{args.profile} (with command-line overrides)")
 
 
+def _own_outbox_outside_systemd(profile: Profile) -> Profile:
+    """A run by hand (no systemd: no $INVOCATION_ID or $STATE_DIRECTORY, no state dir, no outbox given) gets a
+    per-user outbox named after its device, instead of /var/lib/edgescreen/outbox.sqlite, which the service
+    and every other run would share (each would send and delete the others' scores)."""
+    import os
+
+    from edge.config import STATE_DIR_ENV
+
+    managed = any(os.environ.get(v) for v in ("INVOCATION_ID", "STATE_DIRECTORY", STATE_DIR_ENV))
+    if profile.outbox.path is not None or managed:
+        return profile
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "edgescreen"
+    path = base / f"{profile.device.site}-{profile.device.device_id}" / "outbox.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.warning("no outbox given outside systemd: using %s (give --outbox or outbox.path to choose)", path)
+    return profile.model_copy(update={"outbox": profile.outbox.model_copy(update={"path": path})})
+
+
 def _model_dir(args: argparse.Namespace) -> Path:
     from edge.model_store import default_model_dir
 
@@ -85,14 +108,17 @@ def _model_dir(args: argparse.Namespace) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     from contract.sdnotify import Notifier
+    from edge.assembly import build_runtime
     from edge.config import ProfileError, SecretError
+    from edge.frame_loop import RunLimits
     from edge.replay import ReplayError
-    from edge.runtime import ReplayResults, RunLimits, build_runtime
+    from edge.result_sources import ReplayResults
 
     try:
         profile = load_with_overrides(args)
     except ProfileError as exc:
         raise UsageError(str(exc)) from exc
+    profile = _own_outbox_outside_systemd(profile)
     notifier = Notifier()
     try:
         runtime = build_runtime(
@@ -167,8 +193,8 @@ def _check_camera(profile: Profile, timeout: float, report: Any) -> None:
 
 def _check_models(profile: Profile, model_dir: Path, report: Any) -> None:
     try:
+        from edge.assembly import build_pipeline
         from edge.roles.registry import analyzer_class
-        from edge.runtime import build_pipeline
 
         needs = analyzer_class(profile.role).needs
         pipeline, fallback = build_pipeline(profile, model_dir, needs.face, needs.segmentation)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,9 +20,9 @@ W, H = 320, 240
 
 
 @pytest.fixture(scope="module")
-def renderer() -> Iterator[AvatarRenderer]:
+def renderer() -> AvatarRenderer:
     try:
-        yield AvatarRenderer(W, H)
+        return AvatarRenderer(W, H)
     except RuntimeError as exc:  # no EGL on this machine: scripts/system-deps.sh installs it
         pytest.skip(str(exc))
 

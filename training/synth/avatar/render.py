@@ -3,9 +3,9 @@ where there is one), reused for every frame.
 
 A frame is drawn once into two attachments, each read back with one glReadPixels: RGBA, whose alpha marks the
 person (so the silhouette excludes props, walls and photo), and the camera-frame depth in metres (inf where
-nothing was drawn). The projection is the project's pinhole (`training.synth.camera.Camera`: fx, fy, cx, cy, OpenCV axes,
-pixel centres at integers) written as a GL clip matrix, so a world point projected with `Frame.project` lands
-on the pixel the rasteriser drew it on, to float precision.
+nothing was drawn). The projection is the project's pinhole (`training.synth.camera.Camera`: fx, fy, cx, cy,
+OpenCV axes, pixel centres at integers) written as a GL clip matrix, so a world point projected with
+`Frame.project` lands on the pixel the rasteriser drew it on, to float precision.
 
 Between frames of one body topology only the vertex positions and normals are uploaded; faces, regions and
 pattern coordinates stay on the GPU, and recently used scenes keep their textures there. A closed body's back

@@ -14,6 +14,7 @@ _COMMANDS = (
     "edge.commands.pose",  # pose IMAGE
     "edge.commands.runtime",  # edge run | check
     "edge.commands.engine",  # engine build
+    "edge.commands.outbox",  # edge outbox-salvage
 )
 
 

@@ -105,7 +105,7 @@ class MemoryFeed:
         return self.i >= self.frames
 
     def health(self) -> Any:
-        from edge.runtime import CameraHealth
+        from edge.grabber import CameraHealth
 
         return CameraHealth(state="ended" if self.finished else "open")
 
@@ -136,9 +136,10 @@ def run_child(
     role: str, image: Path, *, frames: int, warmup: int, threads: int | None, model_dir: Path,
     gait_checkpoint: Path | None,
 ) -> dict[str, Any]:  # fmt: skip
+    from edge.assembly import build_runtime
     from edge.config import validate_profile
+    from edge.frame_loop import RunLimits
     from edge.roles.registry import RoleUnavailable
-    from edge.runtime import RunLimits, build_runtime
 
     perception, role_settings, used_threads = shipped_settings(role, threads)
     with tempfile.TemporaryDirectory(prefix="edgescreen-bench-") as tmp:
@@ -188,7 +189,7 @@ def detector_only_ms(profile: Any, model_dir: Path, runs: int = 20) -> float:
     """Median ms of perception on a frame with nobody in it (tracking lost: the detector runs every frame)."""
     import numpy as np
 
-    from edge.runtime import build_pipeline
+    from edge.assembly import build_pipeline
 
     pipeline, _ = build_pipeline(profile, model_dir, needs_face=False, needs_segmentation=True)
     empty = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)

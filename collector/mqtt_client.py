@@ -53,6 +53,7 @@ def message_topic(msg: mqtt.MQTTMessage) -> str:
     except UnicodeDecodeError:
         return "<topic not UTF-8>"
 
+
 # (topic, packet id, qos, payload) of a received PUBLISH.
 RawMessageCallback = Callable[[bytes, int, int, bytes], None]
 

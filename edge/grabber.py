@@ -21,7 +21,6 @@ from edge.sources.factory import make_source
 
 if TYPE_CHECKING:
     from edge.config import CameraConfig
-    from edge.runtime import CameraHealth
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +34,23 @@ class Grabbed(NamedTuple):
 
 
 @dataclass(frozen=True)
-class GrabberStats:
-    """What the heartbeat reports about the camera."""
+class CameraHealth:
+    """What the heartbeat reports about the camera: one snapshot, from the grabber (or a replay) to the heartbeat."""
 
-    state: CameraState
-    frames_read: int
-    frames_delivered: int
-    frames_dropped: int
-    frames_corrupt: int
-    reopens: int
-    read_fps: float
-    last_error: str | None
+    state: CameraState = "open"
+    frames_dropped: int = 0
+    frames_corrupt: int = 0
+    reopens: int = 0
+
+
+@dataclass(frozen=True)
+class GrabberStats(CameraHealth):
+    """The grabber's counters: its camera health, and what `edge check` and the tests read besides."""
+
+    frames_read: int = 0
+    frames_delivered: int = 0
+    read_fps: float = 0.0
+    last_error: str | None = None
 
 
 class FrameGrabber:
@@ -272,12 +277,7 @@ class CameraFeed:
         return self.grabber.finished
 
     def health(self) -> CameraHealth:
-        from edge.runtime import CameraHealth
-
-        s = self.grabber.stats()
-        return CameraHealth(
-            state=s.state, frames_dropped=s.frames_dropped, frames_corrupt=s.frames_corrupt, reopens=s.reopens
-        )
+        return self.grabber.stats()
 
     def stop(self) -> None:
         self.grabber.stop()

@@ -8,7 +8,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.wire import CameraState, Heartbeat, ModelRef, utcnow
+from contract.wire import Heartbeat, ModelRef, utcnow
+from edge.grabber import CameraHealth
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,10 @@ class StageMeter:
 class HealthSnapshot:
     """Everything the heartbeat reports besides identity and fps."""
 
-    frames_dropped: int = 0
-    frames_corrupt: int = 0
+    camera: CameraHealth = field(default_factory=CameraHealth)  # the grabber's snapshot, as it was taken
     absent_windows: int = 0
     outbox_depth: int = 0
     outbox_dropped: int = 0
-    camera_state: CameraState = "open"
-    camera_reopens: int = 0
     backend: str = "onnxruntime"
     backend_fallback: bool = False
     models: list[ModelRef] = field(default_factory=list)
@@ -91,13 +89,13 @@ def build_heartbeat(
         at=utcnow(),
         uptime_s=max(0.0, uptime_s),
         fps=fps,
-        frames_dropped=health.frames_dropped,
-        frames_corrupt=health.frames_corrupt,
+        frames_dropped=health.camera.frames_dropped,
+        frames_corrupt=health.camera.frames_corrupt,
         absent_windows=health.absent_windows,
         outbox_depth=health.outbox_depth,
         outbox_dropped=health.outbox_dropped,
-        camera_state=health.camera_state,
-        camera_reopens=health.camera_reopens,
+        camera_state=health.camera.state,
+        camera_reopens=health.camera.reopens,
         backend=health.backend,
         backend_fallback=health.backend_fallback,
         models=health.models,

@@ -91,6 +91,11 @@ class Backend(ABC):
     @abstractmethod
     def outputs(self) -> list[TensorSpec]: ...
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model file's own metadata (key → value); empty where the runtime keeps none."""
+        return {}
+
     def warmup(self, runs: int = 2) -> None:
         """Run zero inputs through the model so the first real frame is not slow."""
         feeds = {}

@@ -126,6 +126,10 @@ class OnnxRuntimeBackend(Backend):
         return self._session
 
     @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    @property
     def providers(self) -> list[str]:
         """The execution providers the session really runs on."""
         return list(self.session.get_providers())

@@ -1,4 +1,5 @@
-"""Choosing the backend a profile asks for, and the one rule for falling back.
+"""Choosing the backend a profile asks for, and the one rule for falling back (the runtime's assembly,
+`edge.assembly.build_pipeline`, resolves the perception backend here).
 
 When the profile says TensorRT and TensorRT (or pycuda) is not installed, the runtime fails with a
 message saying so, unless the profile sets `allow_fallback`: then it runs on ONNX Runtime and the
@@ -51,7 +52,8 @@ def choose_backend(config: BackendConfig) -> BackendChoice:
             ) from exc
         reason = f"TensorRT unavailable ({exc.__cause__ or exc}); running on ONNX Runtime"
         log.warning("backend fallback: %s", reason)
-        fallback = config.model_copy(update={"type": "onnxruntime"})
+        # ONNX Runtime on the CPU: the providers a TensorRT profile names are the GPU's, which TensorRT was for.
+        fallback = config.model_copy(update={"type": "onnxruntime", "providers": ["cpu"]})
         backend_class("onnxruntime")
         return BackendChoice(config=fallback, requested=config.type, fallback=True, reason=reason)
     return BackendChoice(config=config, requested=config.type, fallback=False)

@@ -230,9 +230,9 @@ def test_sigterm_flushes_the_open_window_and_tells_systemd(
 
 
 def test_missing_tensorrt_falls_back_only_when_the_profile_allows_it(model_dir: Path) -> None:
+    from edge.assembly import build_pipeline
     from edge.backends.base import BackendUnavailable
     from edge.config import load_profile, validate_profile
-    from edge.runtime import build_pipeline
 
     if importlib.util.find_spec("tensorrt") and importlib.util.find_spec("pycuda"):
         pytest.skip("TensorRT is installed here: there is nothing to fall back from")
@@ -247,7 +247,7 @@ def test_missing_tensorrt_falls_back_only_when_the_profile_allows_it(model_dir: 
     data = profile.model_dump(mode="json", exclude_none=True)
     data["perception"]["backend"]["allow_fallback"] = False
     strict = validate_profile(data, source="strict")
-    with pytest.raises(BackendUnavailable, match="tensorrt"):
+    with pytest.raises(BackendUnavailable, match="asks for the TensorRT backend"):
         build_pipeline(strict, model_dir, needs_face=True, needs_segmentation=False)
 
 

@@ -21,13 +21,14 @@ import pytest
 from contract.sdnotify import Notifier
 from contract.wire import Heartbeat, Status
 from edge.config import Profile, validate_profile
+from edge.frame_loop import EdgeRuntime, RunLimits
+from edge.grabber import CameraHealth
 from edge.heartbeat import StageMeter, cpu_temperature_c
 from edge.mqtt_client import MqttPublisher
 from edge.outbox import Outbox
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.posture.message import PostureWindow, WindowStats
-from edge.runtime import CameraHealth, EdgeRuntime, RunLimits
 from tests.edge.test_delivery import Subscriber
 from tests.support.broker import MosquittoBroker
 
@@ -218,7 +219,7 @@ def test_max_frames_limit_and_a_full_outbox_reported_in_the_heartbeat(tmp_path: 
     assert not summary.drained
     health = runtime.health()
     assert (health.outbox_depth, health.outbox_dropped) == (2, 1)
-    assert (health.frames_dropped, health.frames_corrupt, health.camera_state) == (3, 1, "open")
+    assert health.camera == CameraHealth(state="open", frames_dropped=3, frames_corrupt=1)
 
 
 def test_cpu_temperature_reads_sysfs_layout(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def _loaded_after_import(modules: list[str], prefixes: tuple[str, ...]) -> list[
 
 def test_edge_modules_import_nothing_heavy_or_optional() -> None:
     modules = _modules(edge, SDK_MODULES)
-    assert "edge.runtime" in modules and "edge.perception.pipeline" in modules
+    assert "edge.assembly" in modules and "edge.frame_loop" in modules and "edge.perception.pipeline" in modules
     assert _loaded_after_import(modules, FORBIDDEN) == []
 
 

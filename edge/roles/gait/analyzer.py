@@ -20,7 +20,7 @@ import numpy as np
 
 from contract.hashing import sha256_file as _sha256
 from contract.wire import ModelRef
-from edge.backends.base import BackendConfig
+from edge.backends.base import BackendConfig, create_backend
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.gait.config import GaitConfig, GaitModelConfig
@@ -40,12 +40,9 @@ class GaitModel:
     """An exported ScoNet-MT run with the ONNX Runtime backend: silhouettes → P(negative, neutral, positive)."""
 
     def __init__(self, config: GaitModelConfig) -> None:
-        from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-
         self.config = config
         backend = BackendConfig(type="onnxruntime", providers=config.providers, threads=config.threads)
-        self.backend = OnnxRuntimeBackend(backend)
-        self.backend.load(config.path)
+        self.backend = create_backend(backend, config.path)
         spec = self.backend.inputs[0]
         fixed = [(d, w) for d, w in zip(spec.shape[2:], (64, 44), strict=False) if isinstance(d, int)]
         if len(spec.shape) != 4 or any(d != w for d, w in fixed):

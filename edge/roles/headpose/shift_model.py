@@ -35,7 +35,7 @@ from contract.errors import EdgeScreenError
 from contract.hashing import sha256_file
 from contract.landmarks import Landmark as Lm
 from contract.wire import ModelRef
-from edge.backends.base import BackendConfig, BackendError
+from edge.backends.base import BackendConfig, BackendError, create_backend
 from edge.roles.headpose.config import ShiftModelConfig
 
 log = logging.getLogger(__name__)
@@ -124,19 +124,16 @@ class HeadShiftModel:
     """An exported head-shift regressor run with the ONNX Runtime backend; checked when it is loaded."""
 
     def __init__(self, config: ShiftModelConfig) -> None:
-        from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-
         self.config = config
         path = config.path
         if not path.is_file():
             raise ShiftModelError(f"shift model {path}: file not found (headpose.shift_model.path)")
         backend = BackendConfig(type="onnxruntime", providers=config.providers, threads=config.threads)
-        self.backend = OnnxRuntimeBackend(backend)
         try:
-            self.backend.load(path)
+            self.backend = create_backend(backend, path)
         except BackendError as exc:
             raise ShiftModelError(f"shift model {path}: not a loadable ONNX model: {exc}") from exc
-        meta = dict(self.backend.session.get_modelmeta().custom_metadata_map)
+        meta = self.backend.metadata
         task = meta.get("task")
         if task != SHIFT_TASK:
             found = f"a {task!r} model" if task else "a model without edgescreen task metadata"

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from contract.hashing import sha256_file as _sha256
 from contract.wire import ModelRef
-from edge.backends.base import BackendConfig
+from edge.backends.base import BackendConfig, create_backend
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.common import main_person
@@ -42,11 +42,9 @@ class PostureModel:
     """A trained posture classifier run with the ONNX Runtime backend; gives P(at risk) per frame."""
 
     def __init__(self, config: PostureModelConfig) -> None:
-        from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-
         self.config = config
-        self.backend = OnnxRuntimeBackend(BackendConfig(type="onnxruntime", providers=["cpu"], threads=config.threads))
-        self.backend.load(config.path)
+        backend = BackendConfig(type="onnxruntime", providers=config.providers, threads=config.threads)
+        self.backend = create_backend(backend, config.path)
         spec = self.backend.inputs[0]
         self.input_name = spec.name
         self.input_shape = spec.shape

@@ -11,7 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.backends.base import Provider
 from edge.roles.common import BandDirection, BandThresholds
+
+
+def _cpu_only() -> list[Provider]:
+    return ["cpu"]
+
 
 POSTURE_METRICS: tuple[str, ...] = (
     "cva_deg",
@@ -83,6 +89,9 @@ class PostureModelConfig(BaseModel):
     )
     positive_index: int = Field(default=1, ge=0, description="column of the at-risk class in a [N, K] output")
     threads: int = Field(default=1, ge=1, le=16, description="ONNX Runtime intra-op threads")
+    providers: list[Provider] = Field(
+        default_factory=_cpu_only, description="ONNX Runtime execution providers in order of preference"
+    )
 
     @model_validator(mode="after")
     def _known_metrics(self) -> PostureModelConfig:

@@ -7,6 +7,8 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,11 +73,37 @@ def set_determinism(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+class StepHooks:
+    """What a data-parallel fit adds to each training step (training.distributed); here, nothing."""
+
+    def batches(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """The batches (or this process's share of each) to train on."""
+        return batches
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Called once the gradients of a batch are complete, before the optimizer step."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after the optimizer step."""
+
+    def agree(self, value: float) -> float:
+        """A value every process of one fit must act on identically (the validation loss)."""
+        return value
+
+
 class Trainer:
     """Fits one model on given indices of prepared data and predicts others."""
 
-    def __init__(self, cfg: TrainConfig, arch: str, prepared: Prepared, model_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        arch: str,
+        prepared: Prepared,
+        model_kwargs: dict[str, Any],
+        hooks: StepHooks | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.hooks = hooks or StepHooks()
         self.arch = arch
         self.data = prepared
         self.kind = TASK_KINDS[cfg.task]
@@ -176,15 +204,17 @@ class Trainer:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             losses = []
-            for batch in self._batches(fit_idx, rng):
+            for batch in self.hooks.batches(self._batches(fit_idx, rng)):
                 out, aux = self._forward(model, batch, True, gen)
                 loss = self._loss(out, aux, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                self.hooks.after_backward(model)
                 opt.step()
+                self.hooks.after_step(model)
                 losses.append(float(loss.detach()))
             sched.step()
-            val = self._val_loss(model, val_idx)
+            val = self.hooks.agree(self._val_loss(model, val_idx))
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, "val_loss": val})
             if progress is not None:
                 progress.update(1, f"loss {history[-1]['train_loss'] or 0:.3f} val {val:.3f}")
@@ -252,10 +282,55 @@ def in_target_units(model: nn.Module, mean: np.ndarray, std: np.ndarray, x: Any)
     return folded
 
 
-def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None) -> dict[str, Any]:
+@dataclass
+class FitJob:
+    """One fit of a cross-validation: fold `index` (0-based, `test` held out), or the final fit (`test` None)."""
+
+    index: int
+    train: np.ndarray
+    test: np.ndarray | None
+    seed: int
+    keep_model: bool  # the report needs this fit's model (the last fold's for Grad-CAM, the checkpoint's)
+
+
+@dataclass
+class FitOutcome:
+    index: int
+    info: dict[str, Any]
+    pred: np.ndarray | None
+    model: nn.Module | None
+    target_mean: np.ndarray
+    target_std: np.ndarray
+
+
+def run_fit(trainer: Trainer, job: FitJob, progress: Progress | None) -> FitOutcome:
+    model, info = trainer.fit(job.train, job.seed, progress)
+    pred = trainer.predict(model, job.test) if job.test is not None else None
+    kept = model if job.keep_model else None
+    return FitOutcome(job.index, info, pred, kept, trainer.target_mean.copy(), trainer.target_std.copy())
+
+
+# Runs the fits of a cross-validation and returns every outcome; training.distributed spreads them over processes.
+FitRunner = Callable[[Trainer, list[FitJob], Progress], list[FitOutcome]]
+
+
+def run_serially(trainer: Trainer, jobs: list[FitJob], progress: Progress) -> list[FitOutcome]:
+    return [run_fit(trainer, job, progress) for job in jobs]
+
+
+def run_training(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    data: Any | None = None,
+    *,
+    runner: FitRunner | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
     """Run the cross-validation of `cfg` and write report.json, report.md, plots and model.pt under `out_dir`.
 
     `data` (a TaskData) may be passed in; otherwise `training.data.load_task_data(task, data, seed)` loads it.
+    `runner` runs the fits (default: one after the other here); `write=False` returns the report and writes
+    nothing (the other processes of a distributed run).
     """
     from training.reports import write_reports
 
@@ -266,7 +341,8 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if data is None:
         from training.data import load_task_data
@@ -287,13 +363,15 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
     folds = grouped_stratified_folds(strat, prepared.subjects, cfg.folds, cfg.seed)
     total_epochs = cfg.epochs * (len(folds) + (1 if cfg.final_fit else 0))
     progress = Progress(total_epochs, f"{task}/{arch}", enabled=cfg.progress)
+    jobs = [FitJob(k, tr, te, cfg.seed + k, keep_model=k == len(folds) - 1) for k, (tr, te) in enumerate(folds)]
+    if cfg.final_fit:
+        jobs.append(FitJob(len(folds), np.arange(len(prepared)), None, cfg.seed + 1000, keep_model=True))
+    outcomes = {o.index: o for o in (runner or run_serially)(trainer, jobs, progress)}
     pooled_pred: np.ndarray | None = None
     fold_reports = []
-    last_model: nn.Module | None = None
-    last_test: np.ndarray | None = None
     for k, (train_idx, test_idx) in enumerate(folds):
-        model, fit_info = trainer.fit(train_idx, cfg.seed + k, progress)
-        pred = trainer.predict(model, test_idx)
+        fit_info, pred = outcomes[k].info, outcomes[k].pred
+        assert pred is not None
         if pooled_pred is None:
             pooled_pred = np.zeros((len(prepared), pred.shape[1]), dtype=np.float64)
         pooled_pred[test_idx] = pred
@@ -304,7 +382,7 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
              "test_subjects": len(set(subj)), **{key: v for key, v in fit_info.items() if key != "history"},
              "history": fit_info["history"], "metrics": metrics}
         )  # fmt: skip
-        last_model, last_test = model, test_idx
+    last_model, last_test = outcomes[len(folds) - 1].model, folds[-1][1]
     assert pooled_pred is not None
     pooled = fold_metrics(kind, prepared.y, pooled_pred, prepared.subjects, cfg)
     report: dict[str, Any] = {
@@ -327,14 +405,16 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, data: Any | None = None)
         "pooled": pooled,
         "fold_mean": _fold_mean(fold_reports, kind),
     }
-    final_model = last_model
+    final = outcomes[len(folds)] if cfg.final_fit else outcomes[len(folds) - 1]
     if cfg.final_fit:
-        final_model, info = trainer.fit(np.arange(len(prepared)), cfg.seed + 1000, progress)
-        report["final_fit"] = {k: v for k, v in info.items() if k != "history"}
+        report["final_fit"] = {k: v for k, v in final.info.items() if k != "history"}
     report["seconds"] = round(time.monotonic() - started, 1)
-    assert final_model is not None and last_model is not None and last_test is not None
+    final_model = final.model
+    assert final_model is not None and last_model is not None
     if kind == "regression":
-        final_model = in_target_units(final_model, trainer.target_mean, trainer.target_std, prepared.x)
+        final_model = in_target_units(final_model, final.target_mean, final.target_std, prepared.x)
+    if not write:
+        return report
     save_checkpoint(
         out / "model.pt", model=final_model, task=task, arch=arch, model_kwargs=kwargs,
         label_map=labels_of_data, input_spec=prepared.input_spec, normalisation=prepared.normalisation,

@@ -40,12 +40,18 @@ def register(groups: Groups) -> None:
         "--no-final-fit", action="store_true", help="skip the final fit on all subjects (model.pt: last fold's model)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--nproc", type=int, default=1, metavar="N",
+        help="processes on this machine (torch.distributed; gloo on CPU, NCCL and one GPU each with --device cuda): "
+        "folds fan out, data-parallel within a fold when processes outnumber fits. Under torchrun, leave it out",
+    )  # fmt: skip
     p.set_defaults(func=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from training.distributed import launch, launched, rank, run_distributed
     from training.train import TrainConfig, run_training
 
     try:
@@ -55,10 +61,17 @@ def _handle(args: argparse.Namespace) -> int:
             width=args.width, use_prom=args.prom, final_fit=not args.no_final_fit, progress=not args.no_progress,
             train_frames=args.frames, threads=args.threads,
         )  # fmt: skip
-        report = run_training(cfg, args.out)
+        if launched():  # one of the processes torchrun started
+            report = run_distributed(cfg, args.out)
+        elif args.nproc > 1:
+            report = launch(cfg, args.out, args.nproc, verbose=bool(args.verbose))
+        else:
+            report = run_training(cfg, args.out)
     except (ValidationError, ValueError, FileNotFoundError, ImportError) as exc:
         log.error("train: %s", exc)
         return 2
+    if rank() != 0:  # another process of a distributed run: rank 0 writes the report and tells
+        return 0
     pooled = report["pooled"]
     if report["kind"] == "regression":
         summary = ", ".join(f"{k} r={v['pearson_r']:.3f} MAE={v['mae']:.3f}" for k, v in pooled.items() if k != "n")

@@ -25,5 +25,6 @@ def flatten(message: DeviceMessage) -> dict[str, float]:
             out["fps.min"] = min(message.fps.values())
         out["outbox_depth"] = float(message.outbox_depth)
         out["outbox_dropped"] = float(message.outbox_dropped)
+        out["scores_lost"] = float(message.scores_lost)
         out["frames_dropped"] = float(message.frames_dropped)
     return out

@@ -127,6 +127,9 @@ class Heartbeat(Envelope):
     absent_windows: Count = Field(description="windows with nobody in view (no score sent)")
     outbox_depth: Count
     outbox_dropped: Count = Field(description="scores dropped because the outbox was full")
+    scores_lost: Count = Field(
+        default=0, description="scores made but never stored (the disk was full), since the outbox file was created"
+    )
     camera_state: CameraState
     camera_reopens: Count = 0
     backend: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]

@@ -74,6 +74,7 @@ class HealthSnapshot:
     absent_windows: int = 0
     outbox_depth: int = 0
     outbox_dropped: int = 0
+    scores_lost: int = 0  # made but never stored (disk full): Outbox.lost
     backend: str = "onnxruntime"
     backend_fallback: bool = False
     models: list[ModelRef] = field(default_factory=list)
@@ -94,6 +95,7 @@ def build_heartbeat(
         absent_windows=health.absent_windows,
         outbox_depth=health.outbox_depth,
         outbox_dropped=health.outbox_dropped,
+        scores_lost=health.scores_lost,
         camera_state=health.camera.state,
         camera_reopens=health.camera.reopens,
         backend=health.backend,

@@ -7,6 +7,7 @@ run in another process (see collector/ingest_writer.py).
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from collector.flatten import flatten
 from collector.storage import schema
 from collector.storage.engine import Database
 from collector.timeutil import to_naive_utc
-from contract.wire import DeviceMessage, Heartbeat, Status, Window, WireError, topic_for
+from contract.wire import DeviceMessage, Heartbeat, Status, Window, WireError, decode, topic_for
+
+log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
 
@@ -117,7 +120,7 @@ class BatchBuilder:
         self._as_db: Callable[[datetime], object] = _sqlite_time if dialect == "sqlite" else _same
         self._seen: dict[tuple[str, str, str], str] = {}  # (site, device_id, message_id) -> payload
         self._received: dict[datetime, object] = {}
-        self._devices: dict[tuple[str, str], dict[str, Any]] = {}
+        self._registry = _Registry()
         self.scores: list[tuple[Any, ...]] = []
         self._metrics: list[Any] = []
         self._counts: list[int] = []
@@ -135,8 +138,7 @@ class BatchBuilder:
         if seen is not None:
             if seen != payload:
                 raise WireError("conflict", _conflict_detail(*key))
-            self._register(msg, received_at)
-            return False
+            return False  # a duplicate changes nothing, not even the registry's last_seen
         as_db = self._as_db
         if isinstance(msg, Window):
             end, start = _naive(msg.window_end), _naive(msg.window_start)
@@ -149,7 +151,7 @@ class BatchBuilder:
         # A screening role's message (gait) carries a predicted class and an outcome; windows carry neither.
         label, outcome = getattr(msg, "predicted", None), getattr(msg, "outcome", None)
         flat = flatten(msg)
-        self._register(msg, received_at)
+        self._registry.add(msg, received_at)
         self._seen[key] = payload
         self.scores.append(
             (mid, msg.site, msg.device_id, msg.kind, msg.seq, start_db, end_db, got, label, outcome, payload)
@@ -164,11 +166,19 @@ class BatchBuilder:
         self._rejected.append(item)
 
     def build(self) -> PreparedBatch:
-        devices = list(self._devices.values())
-        return PreparedBatch(self.scores, self._metrics, self._counts, devices, self._rejected)
+        return PreparedBatch(self.scores, self._metrics, self._counts, self._registry.rows(), self._rejected)
 
-    def _register(self, msg: DeviceMessage, received_at: datetime) -> None:
-        """Fold a message into the device registry row of its device (latest state and heartbeat win)."""
+
+class _Registry:
+    """The device registry rows of a batch's messages, one per device: the latest state and heartbeat win."""
+
+    def __init__(self) -> None:
+        self._devices: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self._devices.values())
+
+    def add(self, msg: DeviceMessage, received_at: datetime) -> None:
         key = (msg.site, msg.device_id)
         row = self._devices.get(key)
         if row is None:
@@ -204,6 +214,20 @@ class BatchBuilder:
             row["role"] = msg.kind
 
 
+def _registry_of(scores: list[tuple[Any, ...]], rows: list[int]) -> list[dict[str, Any]]:
+    """The registry rows of the given score rows alone, rebuilt from their stored payloads."""
+    registry = _Registry()
+    for i in rows:
+        row = scores[i]
+        try:
+            msg = decode(row[-1].encode())
+        except WireError as exc:  # it was valid when it was received; nothing else can be done with it here
+            log.error("message %s: its payload no longer validates, the registry skips it: %s", row[0], exc)
+            continue
+        registry.add(msg, _datetime(row[7]))
+    return registry.rows()
+
+
 def _naive(value: datetime) -> datetime:
     # Wire times are aware; UTC ones (all that devices send) need no conversion, only the zone dropped.
     if value.utcoffset() == _UTC_ZERO:
@@ -222,6 +246,7 @@ def write_prepared(
     """
     new: list[int] = []
     rejected = batch.rejected
+    devices = batch.devices
     if batch.scores:
         scores = batch.scores
         insert = _insert_scores_sqlite if db.dialect == "sqlite" else _insert_scores_postgresql
@@ -237,8 +262,12 @@ def write_prepared(
                 conflicts += found
         if new:
             _insert_metrics(conn, db, batch, new)
-    if batch.devices:
-        _update_devices(conn, db, batch.devices)
+        if len(new) < len(scores):
+            # Duplicates or conflicts: the registry hears only of the messages stored now (a message stored before
+            # changes nothing, and one with other content under a stored key is no news of its device).
+            devices = _registry_of(scores, new)
+    if devices:
+        _update_devices(conn, db, devices)
     if rejected:
         _store_rejects(conn, db, rejected, dead_letter_limit)
     return new

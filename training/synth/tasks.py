@@ -107,7 +107,7 @@ def _side_or_oblique(rng: np.random.Generator) -> View:
     return "side" if rng.random() < 0.7 else "oblique"
 
 
-def _jitter_posture(posture: Posture, rng: np.random.Generator) -> Posture:
+def jitter_posture(posture: Posture, rng: np.random.Generator) -> Posture:
     """The same person on another day: small changes that keep the label's drivers close."""
     return replace(
         posture,
@@ -131,7 +131,7 @@ def posture_image(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:
     for i in range(n):
         anthro, posture, label = _office_subject(seed, task, i // k)
         rng = _rng(seed, task, i // k, i % k + 1)
-        skel = _seated(anthro, _jitter_posture(posture, rng))
+        skel = _seated(anthro, jitter_posture(posture, rng))
         target = skel["pelvis"] + np.array([0.0, 0.38 * anthro.scale, 0.08])
         view = _side_or_oblique(rng)
         cam = view_camera(
@@ -162,7 +162,7 @@ def posture_keypoint_windows(seed: int, n: int) -> SynthSet:
     for i in range(n):
         anthro, posture, label = _office_subject(seed, task, i // k)
         rng = _rng(seed, task, i // k, i % k + 1)
-        skel = _seated(anthro, _jitter_posture(posture, rng))
+        skel = _seated(anthro, jitter_posture(posture, rng))
         target = skel["pelvis"] + np.array([0.0, 0.35 * anthro.scale, 0.1])
         cam = view_camera(
             rng, width, height, view=_side_or_oblique(rng), target=target, distance=(1.6, 2.6), camera_height=(0.8, 1.3)

@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -96,6 +96,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+class Runner(Protocol):
+    """What parity runs a model with: an ONNX Runtime session, or another runtime behind the same call
+    (the GPU check runs TensorRT engines through it)."""
+
+    def run(self, output_names: None, feeds: dict[str, Any]) -> list[Any]: ...
+
+
 def _session(path: Path, threads: int = 2) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -107,9 +114,7 @@ def _session(path: Path, threads: int = 2) -> ort.InferenceSession:
         raise VerifyError(f"ONNX Runtime cannot load {path}: {exc}") from exc
 
 
-def _run_all(
-    session: ort.InferenceSession, name: str, batches: list[npt.NDArray[np.float32]]
-) -> list[list[np.ndarray]]:
+def _run_all(session: Runner, name: str, batches: list[npt.NDArray[np.float32]]) -> list[list[np.ndarray]]:
     return [[np.asarray(o) for o in session.run(None, {name: b})] for b in batches]
 
 
@@ -137,7 +142,6 @@ def verify_models(
     seed: int = 7,
 ) -> ParityReport:
     """Run both models on held-out data of the model's task and compare; never raises on a failed gate."""
-    budget = budget or Budget()
     reference, candidate = Path(reference), Path(candidate)
     ref_info, cand_info = describe(reference), describe(candidate)
     if ref_info.input_shape != cand_info.input_shape or ref_info.input_name != cand_info.input_name:
@@ -145,10 +149,29 @@ def verify_models(
             f"{candidate} takes {cand_info.input_name}{cand_info.input_shape}, "
             f"{reference} takes {ref_info.input_name}{ref_info.input_shape}: not the same model"
         )
+    return verify_runner(reference, _session(candidate), _ref(candidate), data, budget, samples=samples, seed=seed)
+
+
+def verify_runner(
+    reference: Path,
+    candidate: Runner,
+    described: dict[str, str],
+    data: str,
+    budget: Budget | None = None,
+    *,
+    samples: int | None = None,
+    seed: int = 7,
+) -> ParityReport:
+    """The parity of `candidate`, anything that runs the model of `reference` (`described`: its path, sha256
+    and precision for the report), against the FP32 `reference` on ONNX Runtime, with the gates of
+    `verify_models`."""
+    budget = budget or Budget()
+    reference = Path(reference)
+    ref_info = describe(reference)
     if _precision(reference) != "fp32":
         raise VerifyError(f"{reference} is not an FP32 model; the reference must be the FP32 export")
     spec = parse_data(data)
-    ref_sess, cand_sess = _session(reference), _session(candidate)
+    ref_sess, cand_sess = _session(reference), candidate
     if ref_info.perception:
         inputs = perception_inputs(ref_info.perception, reference, spec, "evaluation", seed=seed, count=samples)
         ref_out = _run_all(ref_sess, ref_info.input_name, inputs)
@@ -165,7 +188,7 @@ def verify_models(
     report = ParityReport(
         kind=kind,
         reference=_ref(reference),
-        candidate=_ref(candidate),
+        candidate=described,
         data=used,
         samples=count,
         metrics=metrics,
@@ -174,7 +197,7 @@ def verify_models(
         failures=failures,
         checks=checks,
     )
-    log.info("parity %s: %s", candidate.name, "pass" if report.passed else "FAIL " + "; ".join(failures))
+    log.info("parity %s: %s", Path(described["path"]).name, "pass" if report.passed else "FAIL " + "; ".join(failures))
     return report
 
 
@@ -415,8 +438,8 @@ def _classifier_output(outputs: list[np.ndarray], classes: int) -> np.ndarray:
 
 def _task_parity(
     info: ModelInfo,
-    ref: ort.InferenceSession,
-    cand: ort.InferenceSession,
+    ref: Runner,
+    cand: Runner,
     spec: Any,
     *,
     seed: int,

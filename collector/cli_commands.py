@@ -7,8 +7,12 @@ import getpass
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract.errors import EdgeScreenError, UsageError
+
+if TYPE_CHECKING:
+    from edgescreen.cli import Groups
 
 log = logging.getLogger(__name__)
 # Where the installed service reads DB_URL from (edgescreen-collector.service, EnvironmentFile=).
@@ -52,7 +56,8 @@ def user_db_url(args: argparse.Namespace) -> str:
     return found[0]
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(groups: Groups) -> None:
+    sub = groups.group("collector")
     run = sub.add_parser("run", help="subscribe, store, alert and serve the dashboard")
     run.add_argument("--broker", required=True, help="mqtt://host[:port] or mqtts://host[:port]")
     run.add_argument(

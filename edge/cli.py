@@ -1,14 +1,6 @@
-"""Device-side commands. Each module below adds its own subcommands."""
+"""Device-side commands: the modules that add them (each has `register(groups)`)."""
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from edgescreen.cli import Groups
-
-_COMMANDS = (
+COMMANDS = (
     "edge.commands.models",  # models list
     "edge.commands.bundle",  # models install
     "edge.commands.pose",  # pose IMAGE
@@ -16,8 +8,3 @@ _COMMANDS = (
     "edge.commands.engine",  # engine build
     "edge.commands.outbox",  # edge outbox-salvage
 )
-
-
-def register(groups: Groups) -> None:
-    for name in _COMMANDS:
-        importlib.import_module(name).register(groups)

@@ -1,7 +1,9 @@
 """The `edgescreen` command.
 
-Each part of the system registers its own subcommands (argparse only, no heavy imports) so that
-`edgescreen --help` stays fast and the device never imports what only a workstation needs.
+Every part registers its commands the same way: its `cli.py` lists its command modules in `COMMANDS`, and
+each of those has `register(groups)` adding its subcommands (argparse only, no heavy imports, so that
+`edgescreen --help` stays fast and the device never imports what only a workstation needs). Groups that
+several modules add to (`models`: list and install from edge, fetch from export) are declared once, in `GROUPS`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 from contract.errors import EdgeScreenError, one_line
 
-# Modules that expose `register(sub, groups)`. Each handler imports its heavy dependencies lazily.
-COMMAND_MODULES = (
+# Each part's `cli.py`, whose COMMANDS name modules with `register(groups)`. Handlers import heavy dependencies lazily.
+PARTS = (
     "edge.cli",
     "export.cli",
     "collector.cli",
@@ -23,11 +25,21 @@ COMMAND_MODULES = (
     "edgescreen.ops_cli",
 )
 
+# The command groups, with their help; a command module adds its subcommands with `groups.group(name)`.
+GROUPS = {
+    "edge": "run the device runtime",
+    "engine": "build TensorRT engines on the device",
+    "models": "manage the model store",
+    "collector": "central collector: store scores once, raise alerts, serve the dashboard",
+    "export": "export trained and pretrained models: ONNX, INT8/FP16, parity, bundles",
+    "provision": "issue and revoke the certificates of a site (run on the admin host)",
+}
+
 Handler = Callable[[argparse.Namespace], int]
 
 
 class Groups:
-    """Command groups shared between parts (e.g. `models fetch` from export, `models list` from edge)."""
+    """The top-level command table, and the `GROUPS` tables, each created on first use."""
 
     def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         self._sub = sub
@@ -37,9 +49,10 @@ class Groups:
     def top(self) -> argparse._SubParsersAction[argparse.ArgumentParser]:
         return self._sub
 
-    def group(self, name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-        """Return the subcommand table of group `name`, creating the group on first use."""
+    def group(self, name: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        """Return the subcommand table of group `name` (one of `GROUPS`), creating the group on first use."""
         if name not in self._groups:
+            help_text = GROUPS[name]
             parser = self._sub.add_parser(name, help=help_text, description=help_text)
             parser.set_defaults(func=_group_help(parser))
             self._groups[name] = parser.add_subparsers(metavar="COMMAND")
@@ -63,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(metavar="COMMAND")
     groups = Groups(sub)
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(module_name)
-        module.register(groups)
+    for part in PARTS:
+        for module_name in importlib.import_module(part).COMMANDS:
+            importlib.import_module(module_name).register(groups)
     return parser
 
 

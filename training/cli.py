@@ -1,19 +1,6 @@
-"""Training-side commands. Each module below adds its own subcommands."""
+"""Training-side commands: the modules that add them (each has `register(groups)`)."""
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from edgescreen.cli import Groups
-
-_COMMANDS = (
+COMMANDS = (
     "training.commands.synth",  # synth ...
     "training.commands.train",  # train ...
 )
-
-
-def register(groups: Groups) -> None:
-    for name in _COMMANDS:
-        importlib.import_module(name).register(groups)

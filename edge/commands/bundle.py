@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(groups: Groups) -> None:
-    models = groups.group("models", "manage the model store")
+    models = groups.group("models")
 
     p = models.add_parser("install", help="verify a signed model bundle and install it atomically")
     p.add_argument("bundle", type=Path, help="bundle archive made by `edgescreen export bundle`")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(groups: Groups) -> None:
-    engine = groups.group("engine", "build TensorRT engines on the device")
+    engine = groups.group("engine")
     p = engine.add_parser("build", help="build (or reuse) the TensorRT engine of an ONNX model")
     p.add_argument("model", type=Path, nargs="?", help="ONNX model (INT8 needs the QDQ model from `export quantize`)")
     p.add_argument(

@@ -55,7 +55,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def register(groups: Groups) -> None:
-    models = groups.group("models", "manage the model store")
+    models = groups.group("models")
     parser = models.add_parser(
         "list",
         help="list the converted models in the store and check their files",

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def register(groups: Groups) -> None:
-    edge = groups.group("edge", "run the device runtime")
+    edge = groups.group("edge")
     p = edge.add_parser(
         "outbox-salvage",
         help="replace a damaged outbox with every queued score that can still be read (device stopped)",

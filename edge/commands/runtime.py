@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def register(groups: Groups) -> None:
-    edge = groups.group("edge", "run the device runtime")
+    edge = groups.group("edge")
     run = edge.add_parser(
         "run",
         help="run the device: camera → perception → role → outbox → MQTT",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,18 +49,20 @@ def _run(args: argparse.Namespace) -> int:
     from edgescreen.maintenance import MaintenanceError, apply_retention, compact_outbox, find_outboxes
 
     report: dict[str, Any] = {"outboxes": [], "retention": None, "crl": None}
-    failed = False
+    # Steps that failed while the others went on: reported together, once everything that could run has run.
+    problems: list[str] = []
     if args.state_dir is None and args.pki is None and not (args.db or os.environ.get("DB_URL")):
         raise UsageError("nothing to do: give --state-dir, --pki or --db")
     if args.pki is not None:
-        failed |= _renew_crls(args, report)
+        problems += _renew_crls(args, report)
     try:
         outboxes = find_outboxes(args.state_dir) if args.state_dir is not None else []
     except MaintenanceError as exc:
         raise EdgeScreenError(str(exc)) from exc
     for path in outboxes:
         r = compact_outbox(path)
-        failed |= r.error is not None
+        if r.error is not None:
+            problems.append(f"{r.path}: {r.error}")
         report["outboxes"].append(
             {
                 "path": str(r.path),
@@ -73,12 +74,9 @@ def _run(args: argparse.Namespace) -> int:
                 "skipped": r.skipped,
             }
         )
-        if not args.json:
-            if r.error is not None:
-                print(f"{r.path}: error: {r.error}")
-            else:
-                state = f"skipped ({r.skipped})" if r.skipped else f"{r.bytes_before} -> {r.bytes_after} bytes"
-                print(f"{r.path}: depth {r.depth}, dropped {r.dropped}, {state}")
+        if not args.json and r.error is None:
+            state = f"skipped ({r.skipped})" if r.skipped else f"{r.bytes_before} -> {r.bytes_after} bytes"
+            print(f"{r.path}: depth {r.depth}, dropped {r.dropped}, {state}")
     if not outboxes and args.state_dir is not None and not args.json:
         print(f"no outbox under {args.state_dir}")
     # The timer's unit reads collector.env: on a collector host the retention applies without being asked for.
@@ -94,18 +92,19 @@ def _run(args: argparse.Namespace) -> int:
             print(f"retention (older than {retention.cutoff}): deleted {counts}")
     if args.json:
         print(json.dumps(report, indent=2))
-    return 1 if failed else 0
+    if problems:
+        raise EdgeScreenError("; ".join(problems))
+    return 0
 
 
-def _renew_crls(args: argparse.Namespace, report: dict[str, Any]) -> bool:
-    """Renew the CRLs under --pki; fills report["crl"] and returns True when something failed."""
+def _renew_crls(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
+    """Renew the CRLs under --pki; fills report["crl"] and returns what failed."""
     from edgescreen.maintenance import MaintenanceError, renew_crls
 
     try:
         renewal = renew_crls(args.pki, args.reload_broker or None)
     except MaintenanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return True
+        return [str(exc)]
     report["crl"] = {
         "sites": [
             {
@@ -121,15 +120,14 @@ def _renew_crls(args: argparse.Namespace, report: dict[str, Any]) -> bool:
         "reloaded": renewal.reloaded,
         "error": renewal.error,
     }
+    problems = [f"site {r.site}: the CRL was not renewed: {r.error}" for r in renewal.sites if r.error is not None]
     for r in renewal.sites:
-        if r.error is not None:
-            print(f"error: site {r.site}: the CRL was not renewed: {r.error}", file=sys.stderr)
-        elif not args.json:
+        if r.error is None and not args.json:
             state = f"CRL renewed, next update {r.next_update}" if r.renewed else f"CRL valid until {r.next_update}"
             print(f"site {r.site}: {state}")
     if not args.json:
         for dest in renewal.broker_files:
             print(f"broker files updated in {dest}" + (", broker reloaded" if renewal.reloaded else ""))
     if renewal.error is not None:
-        print(f"error: {renewal.error}", file=sys.stderr)
-    return not renewal.ok
+        problems.append(renewal.error)
+    return problems

@@ -23,7 +23,7 @@ def _pki_dir(args: argparse.Namespace) -> Path:
 
 
 def register(groups: Groups) -> None:
-    sub = groups.group("provision", "issue and revoke the certificates of a site (run on the admin host)")
+    sub = groups.group("provision")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)

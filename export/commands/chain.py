@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def register(groups: Groups) -> None:
-    export = groups.group("export", "export trained and pretrained models: ONNX, INT8/FP16, parity, bundles")
+    export = groups.group("export")
 
     p = export.add_parser("onnx", help="export a training checkpoint to ONNX, checked against PyTorch")
     p.add_argument("checkpoint", type=Path, help="checkpoint written by `edgescreen train`")

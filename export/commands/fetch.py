@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from contract.errors import UsageError
 
 if TYPE_CHECKING:
     from edgescreen.cli import Groups
@@ -13,24 +14,18 @@ if TYPE_CHECKING:
 
 def _fetch(args: argparse.Namespace) -> int:
     from edge.model_store import default_model_dir
-    from export.mediapipe_models import ModelFetchError, ensure_models
+    from export.mediapipe_models import ensure_models
 
     try:
         import onnx  # noqa: F401  the converter's dependencies: the 'export' extra, not on a device's 'edge' one
         import tflite  # noqa: F401
     except ImportError as exc:
-        print(
-            f"edgescreen models fetch: error: converting needs the 'export' extra (no module {exc.name!r}): "
-            "pip install 'edgescreen[export]', or copy a converted store from another machine (docs/deploy.md)",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(
+            f"converting needs the 'export' extra (no module {exc.name!r}): "
+            "pip install 'edgescreen[export]', or copy a converted store from another machine (docs/deploy.md)"
+        ) from exc
     directory = Path(args.dir) if args.dir else default_model_dir()
-    try:
-        report = ensure_models(directory, args.wheel, force=args.force)
-    except ModelFetchError as exc:
-        print(f"edgescreen models fetch: error: {exc}", file=sys.stderr)
-        return 1
+    report = ensure_models(directory, args.wheel, force=args.force)  # a ModelFetchError is reported by the CLI
     for name in report.converted:
         print(f"converted {name}")
     for name in report.skipped:
@@ -40,7 +35,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def register(groups: Groups) -> None:
-    models = groups.group("models", "manage the model store")
+    models = groups.group("models")
     parser = models.add_parser(
         "fetch",
         help="download the pinned MediaPipe wheel and convert its perception models to ONNX",

@@ -167,7 +167,7 @@ def test_no_network_and_no_wheel_gives_one_line_and_exit_1(tmp_path: Path, offli
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("edgescreen models fetch: error: cannot download " + WHEEL_NAME)
+    assert lines[0].startswith("error: cannot download " + WHEEL_NAME)
     assert "--wheel" in lines[0]
     assert result.stdout == ""
 

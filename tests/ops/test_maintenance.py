@@ -76,9 +76,10 @@ def test_a_busy_outbox_is_skipped_and_a_corrupt_one_is_an_error(
     (state / "headpose").mkdir()
     (state / "headpose" / "outbox.sqlite").write_bytes(b"this is not a database" * 100)
     assert main(["maintenance", "--state-dir", str(state)]) == 1
-    out = capsys.readouterr().out
-    assert f"{state / 'headpose' / 'outbox.sqlite'}: error:" in out
-    assert f"{busy_path}: depth 6, dropped 0," in out, "the good outbox is still compacted"
+    captured = capsys.readouterr()
+    (error,) = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: {state / 'headpose' / 'outbox.sqlite'}: ")
+    assert f"{busy_path}: depth 6, dropped 0," in captured.out, "the good outbox is still compacted"
 
 
 def test_missing_state_dir_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

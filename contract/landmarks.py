@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class Landmark(IntEnum):
@@ -55,3 +56,24 @@ POSE_CONNECTIONS: tuple[tuple[int, int], ...] = (
 
 # COCO-17 order expressed as BlazePose indices, for loaders of COCO keypoint files.
 COCO17_TO_BLAZEPOSE: tuple[int, ...] = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+# COCO-17 (the layout of ViTPose / Scoliosis1K-Pose keypoints and of the skeleton gait model) names, in order.
+COCO17_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)  # fmt: skip
+COCO17_LEFT_RIGHT: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+
+def blazepose_to_coco17(keypoints: Any) -> Any:
+    """BlazePose keypoints [..., 33, C] → COCO-17 [..., 17, C] (numpy or torch; the same point, same channels).
+
+    The one mapping between the two layouts: the device feeds its BlazePose landmarks through it to the skeleton
+    gait model, and training maps avatar truth or perception output through it, so both meet the layout of the
+    released Scoliosis1K-Pose keypoints. BlazePose's eye centre stands for the COCO eye.
+    """
+    shape = getattr(keypoints, "shape", None)
+    if shape is None or len(shape) < 2 or shape[-2] != NUM_LANDMARKS:
+        raise ValueError(f"expected BlazePose keypoints [..., {NUM_LANDMARKS}, C], got shape {shape}")
+    return keypoints[..., list(COCO17_TO_BLAZEPOSE), :]

@@ -141,7 +141,20 @@ def sconet_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }  # fmt: skip
     out = tmp_path_factory.mktemp("sconet") / "sconet-mt.onnx"
     export_module(model, meta, out, sils)
+    # the booth runs only models whose card says they were trained; this stand-in carries one
+    _add_card(out, {"trained": True, "data_sha256": "ab" * 32})
     return out
+
+
+def _add_card(path: Path, card: dict[str, object]) -> None:
+    import onnx
+
+    from contract.model_card import card_metadata
+
+    proto = onnx.load(str(path))
+    for key, value in card_metadata(card).items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
 
 
 def test_screened_walk_carries_sconet_probabilities_and_the_model_hash(sconet_onnx: Path) -> None:
@@ -183,3 +196,41 @@ def test_a_model_of_the_wrong_input_shape_is_refused(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ValueError, match=r"wrong\.onnx: input 'x' has shape .* expected \[N, T, 64, 44\]"):
         GaitAnalyzer(EmitContext(site="n", device_id="b"), GaitConfig.model_validate({"model": {"path": str(path)}}))
+
+
+# -- never screening with untrained weights ------------------------------------------------------------------
+
+
+def test_booth_without_a_model_says_so_in_one_line_and_classes_nobody(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="edge.roles.gait.analyzer"):
+        analyzer = GaitAnalyzer(EmitContext(site="north", device_id="booth-1"), GaitConfig())
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.roles.gait.analyzer"]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert "no trained gait model" in lines[0] and "without a risk class" in lines[0]
+    frames, _ = render_walkthrough("positive", 1, 0)
+    (message,) = _run(analyzer, frames)
+    assert message.probabilities is None and message.predicted is None
+    assert all(ref.name != "sconet-mt" for ref in message.models)
+
+
+def test_an_untrained_export_is_refused_at_start_with_one_line(tmp_path: Path, sconet_onnx: Path) -> None:
+    import onnx
+
+    from contract.errors import UsageError
+    from contract.model_card import MODEL_CARD_KEY
+
+    proto = onnx.load(str(sconet_onnx))
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != MODEL_CARD_KEY]
+    del proto.metadata_props[:]
+    for key, value in kept:
+        proto.metadata_props.add(key=key, value=value)
+    bare = tmp_path / "fresh-sconet.onnx"
+    onnx.save(proto, str(bare))
+    config = GaitConfig.model_validate({"model": {"path": str(bare)}})
+    with pytest.raises(UsageError) as caught:
+        GaitAnalyzer(EmitContext(site="north", device_id="booth-1"), config)
+    text = str(caught.value)
+    assert "\n" not in text and "fresh-sconet.onnx" in text and "never screens with untrained weights" in text
+    _add_card(bare, {"trained": False, "data_sha256": "cd" * 32})  # a card that does not claim training
+    with pytest.raises(UsageError, match="does not say it was trained"):
+        GaitAnalyzer(EmitContext(site="north", device_id="booth-1"), config)

@@ -18,6 +18,7 @@ def _factories() -> dict[str, Callable[..., nn.Module]]:
     from training.models.keypoint_mlp import keypoint_mlp
     from training.models.resnet import resnet34, resnet50
     from training.models.sconet import sconet, sconet_mt
+    from training.models.skeleton_gait import skeleton_gait
     from training.models.sresnet import sresnet34
     from training.models.vgg import vgg19
 
@@ -30,6 +31,7 @@ def _factories() -> dict[str, Callable[..., nn.Module]]:
         "flexion_net": flexion_net,
         "sconet": sconet,
         "sconet_mt": sconet_mt,
+        "skeleton_gait": skeleton_gait,
         "head_shift_cnn": head_shift_cnn,
         "sresnet34": sresnet34,
     }
@@ -37,14 +39,14 @@ def _factories() -> dict[str, Callable[..., nn.Module]]:
 
 ARCHS: tuple[str, ...] = (
     "resnet50", "vgg19", "efficientnet_b5", "resnet34", "keypoint_mlp", "flexion_net", "sconet", "sconet_mt",
-    "head_shift_cnn", "sresnet34",
+    "head_shift_cnn", "sresnet34", "skeleton_gait",
 )  # fmt: skip
 
 TASK_ARCHS: dict[TaskName, tuple[str, ...]] = {
     "posture-image": ("resnet50", "vgg19", "efficientnet_b5", "resnet34"),
     "posture-keypoints": ("keypoint_mlp",),
     "flexion": ("flexion_net",),
-    "gait": ("sconet_mt", "sconet"),
+    "gait": ("sconet_mt", "sconet"),  # silhouettes; skeleton_gait trains on keypoints (training/skeleton.py)
     "head-shift": ("head_shift_cnn", "resnet34"),
     "xray": ("sresnet34", "resnet34"),
 }

@@ -18,7 +18,9 @@ import time
 
 import numpy as np
 
+from contract.errors import UsageError
 from contract.hashing import sha256_file as _sha256
+from contract.model_card import untrained_reason
 from contract.wire import ModelRef
 from edge.backends.base import BackendConfig, create_backend
 from edge.perception.types import FrameResult, Person
@@ -27,6 +29,7 @@ from edge.roles.gait.config import GaitConfig, GaitModelConfig
 from edge.roles.gait.measures import Track, gait_cycles, gait_measures
 from edge.roles.gait.message import GaitClass, GaitMeasure, GaitScreening
 from edge.roles.gait.silhouette import Silhouette, model_input, silhouette_from_mask
+from edge.roles.gait.skeleton import COCO_POINTS, coco_sequence, resample
 from edge.roles.gait.walk import Walk, WalkDetector, WalkFrame, assess_walk
 from edge.roles.windows import FrameTimeline
 from edge.subject_code import SubjectCodes
@@ -34,31 +37,61 @@ from edge.subject_code import SubjectCodes
 log = logging.getLogger(__name__)
 
 GAIT_CLASSES: tuple[GaitClass, ...] = ("negative", "neutral", "positive")  # ScoNet-MT output order
+NO_MODEL_LINE = (
+    "gait booth: no trained gait model installed (gait.model is not set): walk-throughs are measured and "
+    "published without a risk class; nobody is screened"
+)
+
+
+class GaitModelError(UsageError, ValueError):
+    """The configured gait model cannot be used (untrained, or not a gait model's input)."""
 
 
 class GaitModel:
-    """An exported ScoNet-MT run with the ONNX Runtime backend: silhouettes → P(negative, neutral, positive)."""
+    """An exported, trained gait model run with the ONNX Runtime backend → P(negative, neutral, positive).
+
+    Two inputs are understood, told apart by the model's input shape: silhouettes [N, T, 64, 44] (ScoNet-MT) and
+    COCO-17 keypoint sequences [N, T, 17, 3] (the skeleton gait model, edge/roles/gait/skeleton.py). A model
+    whose metadata carries no model card saying it was trained is refused at load (contract/model_card.py): the
+    booth never screens with untrained weights."""
 
     def __init__(self, config: GaitModelConfig) -> None:
         self.config = config
         backend = BackendConfig(type="onnxruntime", providers=config.providers, threads=config.threads)
         self.backend = create_backend(backend, config.path)
         spec = self.backend.inputs[0]
-        fixed = [(d, w) for d, w in zip(spec.shape[2:], (64, 44), strict=False) if isinstance(d, int)]
-        if len(spec.shape) != 4 or any(d != w for d, w in fixed):
-            raise ValueError(
-                f"gait model {config.path}: input {spec.name!r} has shape {spec.shape}, expected [N, T, 64, 44]"
+        shape = list(spec.shape)
+        self.kind = "keypoints" if len(shape) == 4 and shape[2:] == [COCO_POINTS, 3] else "silhouettes"
+        fixed = [(d, w) for d, w in zip(shape[2:], (64, 44), strict=False) if isinstance(d, int)]
+        if len(shape) != 4 or (self.kind == "silhouettes" and any(d != w for d, w in fixed)):
+            raise GaitModelError(
+                f"gait model {config.path}: input {spec.name!r} has shape {spec.shape}, expected [N, T, 64, 44] "
+                f"(silhouettes) or [N, T, {COCO_POINTS}, 3] (keypoints)"
+            )
+        reason = untrained_reason(self.backend.metadata)
+        if reason is not None:
+            raise GaitModelError(
+                f"gait model {config.path}: {reason}; the booth never screens with untrained weights "
+                "(install a trained gait model, or remove gait.model to measure walks without a risk class)"
             )
         self.input_name = spec.name
+        self.frames = spec.shape[1] if isinstance(spec.shape[1], int) else config.max_frames
         # One run at load: ONNX Runtime sizes its buffers on the first call, which would otherwise land on the
         # first walk-through's result latency.
-        frames = spec.shape[1] if isinstance(spec.shape[1], int) else config.max_frames
-        self.backend.infer({spec.name: np.zeros((1, frames, 64, 44), np.float32)})
+        tail = (COCO_POINTS, 3) if self.kind == "keypoints" else (64, 44)
+        self.backend.infer({spec.name: np.zeros((1, self.frames, *tail), np.float32)})
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", config.path.stem).strip("-._") or "gait-model"
         self.ref = ModelRef(name=name[:96], sha256=_sha256(config.path))
 
-    def probabilities(self, silhouettes: list[Silhouette]) -> dict[GaitClass, float] | None:
-        x = model_input(silhouettes, self.config.max_frames)
+    def probabilities(
+        self, silhouettes: list[Silhouette], keypoints: list[np.ndarray | None], min_visibility: float
+    ) -> dict[GaitClass, float] | None:
+        if self.kind == "keypoints":
+            x = resample(coco_sequence(keypoints, min_visibility), self.frames)
+        elif silhouettes:
+            x = model_input(silhouettes, self.frames)
+        else:
+            return None
         out = np.asarray(self.backend.infer({self.input_name: x})[0], np.float64).reshape(-1)
         if out.size != len(GAIT_CLASSES):
             raise ValueError(f"gait model {self.config.path}: {out.size} outputs, expected {len(GAIT_CLASSES)}")
@@ -87,6 +120,8 @@ class GaitAnalyzer(RoleAnalyzer):
         self.config = config or GaitConfig()
         self.detector = WalkDetector(self.config)
         self.model = GaitModel(self.config.model) if self.config.model is not None else None
+        if self.model is None:
+            log.warning(NO_MODEL_LINE)
         self.codes: SubjectCodes | None = None
         self.timeline = FrameTimeline()
         self.walks = 0
@@ -141,8 +176,9 @@ class GaitAnalyzer(RoleAnalyzer):
                 for name, (value, n) in gait_measures(track, signal, cycles).items():
                     ok = value is not None and math.isfinite(value)
                     measures[name] = GaitMeasure(value=value if ok else None, cycles=n if ok else 0)
-                if self.model is not None and silhouettes:
-                    probabilities = self.model.probabilities(silhouettes)
+                if self.model is not None:
+                    keypoints = [f.keypoints for f in present]
+                    probabilities = self.model.probabilities(silhouettes, keypoints, cfg.min_visibility)
             counts = {**quality.counts, "silhouettes": float(len(silhouettes))}
             first, last, n_frames = walk.first_seen, walk.last_seen, len(walk.frames)
         finally:

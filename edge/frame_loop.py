@@ -146,6 +146,7 @@ class EdgeRuntime:
         except OutboxError as exc:
             self._unstored = batch[-MAX_UNSTORED:]
             lost = len(batch) - len(self._unstored)
+            self.outbox.record_lost(lost, f"the disk is full and {MAX_UNSTORED} scores are held in memory already")
             self.notifier.status(f"ERROR outbox cannot store scores: {exc}")
             log.critical("%s; %d score(s) held in memory, %d lost", exc, len(self._unstored), lost)
             return
@@ -165,6 +166,7 @@ class EdgeRuntime:
             absent_windows=self.analyzer.absent_windows,
             outbox_depth=self.outbox.depth(),
             outbox_dropped=self.outbox.dropped,
+            scores_lost=self.outbox.lost,
             backend=self.backend,
             backend_fallback=self.backend_fallback,
             models=self.models,
@@ -206,6 +208,7 @@ class EdgeRuntime:
             self.results.stop()
         finally:
             self._store(self.analyzer.flush())
+            self.outbox.record_lost(len(self._unstored), "held in memory at exit, the disk being full")
             if self.publisher is not None:
                 self.summary.drained = self.publisher.stop(drain_s=self.profile.outbox.drain_on_stop_s)
             else:

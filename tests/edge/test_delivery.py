@@ -6,6 +6,7 @@ A subscriber counts score messages by `seq` and `message_id` and must find no ga
 
 from __future__ import annotations
 
+import json
 import signal
 import ssl
 import subprocess
@@ -177,14 +178,15 @@ def test_broker_restart_mid_stream_loses_nothing(
     outbox.close()
 
 
-def _producer_main(outbox_path: str, url: str, total: int, interval: float) -> None:
-    """The device side of the SIGKILL test: produce scores into the outbox and publish them."""
+def _producer_main(outbox_path: str, url: str, count: int, interval: float) -> None:
+    """The device side of the SIGKILL test: produce `count` scores into the outbox and publish them."""
     outbox = Outbox(outbox_path, max_messages=10_000)
     publisher = MqttPublisher(
         _broker_config(url), outbox, site=SITE, device_id=DEVICE, role="posture", client_id="dev-1"
     )
     publisher.start()
-    while (seq := outbox.next_seq()) < total:
+    for _ in range(count):
+        seq = outbox.next_seq()
         outbox.put(topic_for(SITE, DEVICE, "posture"), encode(_window(seq)), seq=seq)
         publisher.wake()
         time.sleep(interval)
@@ -193,9 +195,9 @@ def _producer_main(outbox_path: str, url: str, total: int, interval: float) -> N
     publisher.stop(drain_s=5)
 
 
-def _start_producer(outbox: Path, url: str, total: int) -> subprocess.Popen[bytes]:
+def _start_producer(outbox: Path, url: str, count: int) -> subprocess.Popen[bytes]:
     code = (
-        f"from tests.edge.test_delivery import _producer_main; _producer_main({str(outbox)!r}, {url!r}, {total}, 0.02)"
+        f"from tests.edge.test_delivery import _producer_main; _producer_main({str(outbox)!r}, {url!r}, {count}, 0.02)"
     )
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
 
@@ -203,7 +205,7 @@ def _start_producer(outbox: Path, url: str, total: int) -> subprocess.Popen[byte
 def test_device_sigkill_mid_stream_loses_nothing_and_fires_last_will(
     tmp_path: Path, broker: MosquittoBroker, subscriber: Subscriber
 ) -> None:
-    total = 120
+    total, more = 120, 20
     outbox = tmp_path / "outbox.sqlite"
     proc = _start_producer(outbox, broker.url, total)
     try:
@@ -212,19 +214,27 @@ def test_device_sigkill_mid_stream_loses_nothing_and_fires_last_will(
         assert status is not None and status.state == "online"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
-        got_before = len(subscriber.seqs())
-        assert got_before < total
+        assert len(subscriber.seqs()) < total
         # The broker publishes the retained last will as soon as the connection drops without DISCONNECT.
         assert subscriber.wait_for(lambda: (s := retained_status(broker, 1.0)) is not None and s.state == "offline", 10)
-        # restart the device: it replays the outbox and carries on from the committed sequence number
-        proc = _start_producer(outbox, broker.url, total)
+        with Outbox(outbox) as box:
+            waiting = {json.loads(m.payload)["seq"] for m in box.pending()}
+        committed = subscriber.seqs() | waiting
+        assert committed == set(range(len(committed))), "a committed score is missing"
+        # restart the device: it replays the outbox and carries on after every number handed out before the kill
+        proc = _start_producer(outbox, broker.url, more)
         assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    subscriber.wait_for(lambda: len(subscriber.seqs()) == total, 20)
-    _assert_no_gap(subscriber, total)
+    assert subscriber.wait_for(lambda: len(subscriber.seqs()) == len(committed) + more, 20)
+    new = sorted(subscriber.seqs() - committed)
+    assert len(new) == more and new[0] > max(committed) and new == list(range(new[0], new[0] + more))
+    ids_by_seq: dict[int, set[uuid.UUID]] = {}
+    for m in subscriber.scores():
+        ids_by_seq.setdefault(m.seq, set()).add(m.message_id)
+    assert all(len(ids) == 1 for ids in ids_by_seq.values()), "a sequence number was used twice"
     with Outbox(outbox) as box:
         assert box.depth() == 0
     final = retained_status(broker)

@@ -189,8 +189,8 @@ def _user_add(args: argparse.Namespace) -> int:
         raise EdgeScreenError(str(exc)) from exc
     finally:
         db.dispose()
-    extra = " and the screening follow-up list" if args.role == "nurse" else ""
-    print(f"user {args.username} ({args.role}) can see: {', '.join(sorted(set(args.site)))}{extra}")
+    extra = ", and as a nurse the screening follow-up list" if args.role == "nurse" else ""
+    print(f"user {args.username} can see: {', '.join(sorted(set(args.site)))}{extra}")
     return 0
 
 

@@ -100,7 +100,15 @@ def status(site: str, device: str, seq: int, at: datetime, *, state: str = "onli
 
 
 def heartbeat(
-    site: str, device: str, seq: int, at: datetime, *, fps: float = 28.0, outbox_depth: int = 0, outbox_dropped: int = 0
+    site: str,
+    device: str,
+    seq: int,
+    at: datetime,
+    *,
+    fps: float = 28.0,
+    outbox_depth: int = 0,
+    outbox_dropped: int = 0,
+    stages: dict[str, float] | None = None,
 ) -> Heartbeat:
     return Heartbeat(
         device_id=device,
@@ -108,7 +116,7 @@ def heartbeat(
         seq=seq,
         at=at,
         uptime_s=600.0,
-        fps={"pose": fps, "grab": 30.0},
+        fps=stages if stages is not None else {"pose": fps, "grab": 30.0},
         frames_dropped=2,
         frames_corrupt=0,
         absent_windows=0,

@@ -7,13 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.storage.engine import Database
 from collector.timeutil import utcnow_naive
-from collector.web.auth import NotLoggedIn, SessionMiddleware, csrf_token
+from collector.web.auth import NotLoggedIn, SessionMiddleware, csrf_token, current_user
 from collector.web.throttle import LoginThrottle
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +30,8 @@ def create_app(
     login_throttle: LoginThrottle | None = None,
 ) -> FastAPI:
     """The dashboard; `clock` (naive UTC) decides which screening weeks are released (tests pin it)."""
-    from collector.web import exports, pages
+    from collector.web import exports, followup, overview, pages
+    from collector.web.palette import css
 
     app = FastAPI(title="EdgeScreen", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
@@ -46,6 +48,31 @@ def create_app(
     async def _login_first(request: Request, _exc: NotLoggedIn) -> Response:
         return RedirectResponse("/login", status_code=303)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _error_page(request: Request, exc: StarletteHTTPException) -> Response:
+        """Errors as an HTML page with the navigation (an unknown URL, another site's page: 404)."""
+        title = "Page not found" if exc.status_code == 404 else f"Error {exc.status_code}"
+        message = (
+            "This page does not exist, or it belongs to a site you do not have access to (not found)."
+            if exc.status_code == 404
+            else str(exc.detail)
+        )
+        user = None
+        if request.state.session.get("user"):
+            try:
+                user = current_user(request)
+            except NotLoggedIn:
+                user = None
+        response = pages.render(request, "error.html", user, title=title, message=message)
+        response.status_code = exc.status_code
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.get("/palette.css", include_in_schema=False)
+    def _palette() -> Response:
+        return PlainTextResponse(css(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
@@ -56,5 +83,7 @@ def create_app(
         return response
 
     app.include_router(pages.router)
+    app.include_router(overview.router)
+    app.include_router(followup.router)
     app.include_router(exports.router)
     return app

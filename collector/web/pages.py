@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from collector.timeutil import utcnow_naive
 from collector.users import PasswordCheckBusy, end_sessions, verify_user
-from collector.web import charts, queries, screening
+from collector.web import alert_text, charts, queries, screening, words
 from collector.web.auth import User, check_csrf, current_user, end_session, require_site, start_session
 from collector.web.suppression import SuppressedTable
 from collector.web.throttle import LoginThrottle
@@ -18,28 +19,18 @@ from collector.web.throttle import LoginThrottle
 router = APIRouter()
 CurrentUser = Annotated[User, Depends(current_user)]
 
-# Device page: which flattened metrics go on which chart. A booth's per-walk-through results (its class
-# probabilities, `prob.*`, and measures) are on no chart: one point per walk-through would show each walk's
-# result at its minute; the screening page shows the released weekly counts instead.
-CHART_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("Mean per window", ".mean", "value"),
-    ("Share of the window in each risk band", ".band.", "fraction"),
-    ("Head-pose severity (TWSTRS-like items)", "severity.", "score"),
-    ("Frames per second", "fps.", "fps"),
-    ("Outbox depth", "outbox_depth", "scores"),
-)
-HEADPOSE_TREND = (
-    "yaw_deg.mean",
-    "roll_deg.mean",
-    "pitch_deg.mean",
-    "lateral_shift_cm.mean",
-    "sagittal_shift_cm.mean",
-)
+HEADPOSE_ANGLES = ("yaw_deg.mean", "roll_deg.mean", "pitch_deg.mean")
+HEADPOSE_SHIFTS = ("lateral_shift_cm.mean", "sagittal_shift_cm.mean")
+# The FPS chart shows the rate frames are analysed at, which the camera sets (a timed stage such as the
+# analyzer reports what it alone could do, ~900 fps, and would flatten the camera's ~27).
+CAMERA_FPS = ("fps.processed", "fps.capture", "fps.grab", "fps.min")
 
 
 def render(request: Request, name: str, user: User | None, **context: Any) -> HTMLResponse:
+    """A page; a logged-in user's navigation links each site to the pages its devices have."""
     templates = request.app.state.templates
-    response: HTMLResponse = templates.TemplateResponse(request, name, {"user": user, **context})
+    roles = queries.site_roles(request.app.state.db, user.sites) if user else {}
+    response: HTMLResponse = templates.TemplateResponse(request, name, {"user": user, "site_roles": roles, **context})
     return response
 
 
@@ -103,8 +94,15 @@ def fleet(request: Request, user: CurrentUser) -> HTMLResponse:
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(request: Request, user: CurrentUser, show: str = "active") -> HTMLResponse:
     states = ("open", "acknowledged", "resolved") if show == "all" else ("open", "acknowledged")
-    rows = queries.alerts(request.app.state.db, user.sites, states)
-    return render(request, "alerts.html", user, alerts=rows, show=show)
+    db = request.app.state.db
+    rows = queries.alerts(db, user.sites, states)
+    groups = queries.alert_groups(rows, queries.device_roles(db, user.sites))
+    texts = {
+        a["alert_id"]: alert_text.plain_summary(alert_text.facts_from_alert(a, g.role))
+        for g in groups
+        for a in g.alerts
+    }
+    return render(request, "alerts.html", user, groups=groups, texts=texts, show=show)
 
 
 def _alert_transition(request: Request, user: User, alert_id: str, csrf: str, state: str) -> Response:
@@ -140,18 +138,66 @@ def device_page(
         raise HTTPException(status_code=404, detail="not found")
     now = request.app.state.clock()
     series = queries.device_series(db, site, device_id, now - timedelta(days=days), now)
-    plots = []
-    for title, marker, unit in CHART_GROUPS:
-        chosen = {n: s for n, s in series.items() if marker in n or n == marker}
-        if marker == ".mean":
-            chosen = {n: s for n, s in chosen.items() if n.count(".") == 1}
-        if chosen:
-            shown = dict(sorted(chosen.items())[:8])
-            lines = {n: s.points for n, s in shown.items()}
-            bands = {n: s.band for n, s in shown.items() if s.band}
-            plots.append(charts.line_chart(lines, title, unit, bands=bands))
+    plots = device_plots(series)
     alerts = [a for a in queries.alerts(db, [site], ("open", "acknowledged")) if a["device_id"] == device_id]
-    return render(request, "device.html", user, device=found, plots=plots, days=days, alerts=alerts)
+    camera_fps = next((series[n].points[-1][1] for n in CAMERA_FPS if n in series and series[n].points), None)
+    return render(
+        request, "device.html", user, device=found, plots=plots, days=days, alerts=alerts, camera_fps=camera_fps
+    )
+
+
+def device_plots(series: dict[str, queries.Series]) -> list[Markup]:
+    """A device's charts: means per unit (degrees, cm and ratios never share an axis), the time in each risk
+    band per metric, head-pose severity, the camera's frame rate and the outbox."""
+    plots: list[Markup] = []
+    means = {n: s for n, s in series.items() if n.endswith(".mean") and n.count(".") == 1}
+    for unit in ("degrees", "cm", "ratio", ""):
+        chosen = {n: s for n, s in means.items() if words.unit_of(n) == unit}
+        if chosen:
+            title = f"Mean per window ({unit})" if unit else "Mean per window"
+            plots.append(_lines(chosen, title, unit or "value"))
+    shares: dict[str, dict[str, float]] = {}
+    for name, s in series.items():
+        metric, _, band = name.partition(".band.")
+        if band and s.points:
+            shares.setdefault(metric, {})[band] = sum(v for _, v in s.points) / len(s.points)
+    if shares:
+        rows = [(words.metric_label(m), shares[m]) for m in sorted(shares)]
+        plots.append(charts.share_bars(rows, words.BANDS, "Share of time in each risk band", labels=words.BAND_WORDS))
+    severity = {n: s for n, s in series.items() if n.startswith("severity.")}
+    if severity:
+        labels = {n: words.SEVERITY_ITEM_WORDS.get(n.split(".", 1)[1], n) for n in severity}
+        plots.append(_lines(severity, "Head-pose severity (TWSTRS-like items)", "score", labels=labels))
+    fps = next((n for n in CAMERA_FPS if n in series), None) or _slowest_stage(series)
+    if fps:
+        label = "frames analysed per second" if fps == "fps.processed" else fps
+        plots.append(_lines({fps: series[fps]}, "Camera frame rate", "frames/s", labels={fps: label}, y_min=0))
+    if "outbox_depth" in series:
+        depth = {"outbox_depth": series["outbox_depth"]}
+        plots.append(_lines(depth, "Scores waiting to be sent", "scores", labels={"outbox_depth": "outbox"}, y_min=0))
+    return plots
+
+
+def _slowest_stage(series: dict[str, queries.Series]) -> str | None:
+    """Without a named camera stage, the stage with the lowest rate: the one the camera's pace shows in."""
+    stages = [
+        (sum(v for _, v in s.points) / len(s.points), n) for n, s in series.items() if n.startswith("fps.") and s.points
+    ]
+    return min(stages)[1] if stages else None
+
+
+def _lines(
+    chosen: dict[str, queries.Series],
+    title: str,
+    unit: str,
+    *,
+    labels: dict[str, str] | None = None,
+    y_min: float | None = None,
+) -> Markup:
+    lines = {n: s.points for n, s in sorted(chosen.items())}
+    bands = {n: s.band for n, s in chosen.items() if s.band}
+    labels = labels or {n: words.metric_label(n) for n in chosen}
+    return charts.line_chart(lines, title, unit, bands=bands, labels=labels, y_min=y_min)
 
 
 @router.get("/sites/{site}/screening", response_class=HTMLResponse)
@@ -162,16 +208,26 @@ def screening_page(
     require_site(user, site)
     app = request.app.state
     released = screening.release(app.db, site, app.clock(), days, app.k)
-    by_class = charts.stacked_bars(
-        released.classes.rows, _released_stacks(released.classes), "Screened walk-throughs per week, by class"
-    )
-    quality = charts.stacked_bars(
-        released.outcomes.rows, _released_stacks(released.outcomes), "Walk-throughs not screened per week, by reason"
-    )
+    by_class, quality = screening_charts(released)
     return render(
         request, "screening.html", user, site=site, released=released, by_class=by_class, quality=quality,
-        days=days, k=app.k, release_delay_days=screening.RELEASE_DELAY.days,
+        days=days, k=app.k, release_delay_days=screening.RELEASE_DELAY.days, reason_words=screening.REASON_WORDS,
+        unclassified_words=screening.UNCLASSIFIED_WORDS,
     )  # fmt: skip
+
+
+def screening_charts(released: screening.ScreeningRelease) -> tuple[Markup, Markup]:
+    """The released weekly cells as bars: by class, and by the reason a walk-through got no class."""
+    suppressed = {"suppressed": "suppressed"}
+    by_class = charts.stacked_bars(
+        released.classes.rows, _released_stacks(released.classes), "Screened walk-throughs per week, by class",
+        labels={**screening.CLASS_WORDS, **suppressed},
+    )  # fmt: skip
+    quality = charts.stacked_bars(
+        released.outcomes.rows, _released_stacks(released.outcomes), "Walk-throughs not screened per week, by reason",
+        labels={**screening.REASON_WORDS, **suppressed},
+    )  # fmt: skip
+    return by_class, quality
 
 
 def _released_stacks(table: SuppressedTable) -> dict[str, list[int | None]]:
@@ -196,24 +252,28 @@ def headpose_page(
 ) -> HTMLResponse:
     require_site(user, site)
     db = request.app.state.db
-    since = date.today() - timedelta(days=days)
-    names = [*HEADPOSE_TREND, "severity.total"]
+    since = request.app.state.clock().date() - timedelta(days=days)
+    names = [*HEADPOSE_ANGLES, *HEADPOSE_SHIFTS, "severity.total"]
     means = queries.daily_means(db, site, "headpose", names, since)
     plots = []
     for device_id, per_metric in sorted(means.items()):
-        angles = {
-            n.removesuffix(".mean"): [(_day(d), v) for d, v, _ in per_metric[n]]
-            for n in HEADPOSE_TREND
-            if per_metric.get(n)
-        }
-        if angles:
-            plots.append(charts.line_chart(angles, f"{device_id}: daily mean head pose", "degrees / cm"))
+        for chosen, what, unit in ((HEADPOSE_ANGLES, "head angles", "degrees"), (HEADPOSE_SHIFTS, "head shift", "cm")):
+            lines = {n: [(_day(d), v) for d, v, _ in per_metric[n]] for n in chosen if per_metric.get(n)}
+            if lines:
+                labels = {n: words.metric_label(n) for n in lines}
+                plots.append(charts.line_chart(lines, f"{device_id}: daily mean {what}", unit, labels=labels))
         if per_metric.get("severity.total"):
-            severity = {"severity total": [(_day(d), v) for d, v, _ in per_metric["severity.total"]]}
-            plots.append(charts.line_chart(severity, f"{device_id}: daily mean severity score", "score"))
+            severity = {"severity.total": [(_day(d), v) for d, v, _ in per_metric["severity.total"]]}
+            plots.append(
+                charts.line_chart(
+                    severity, f"{device_id}: daily mean severity score", "score",
+                    labels={"severity.total": "severity total"}, y_min=0,
+                )
+            )  # fmt: skip
     recent = queries.recent_scores(db, site, "headpose")
     return render(request, "headpose.html", user, site=site, plots=plots, recent=recent, days=days)
 
 
 def _day(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+    """A daily value is drawn at noon, in the middle of its day between the midnight ticks."""
+    return datetime.fromisoformat(text) + timedelta(hours=12)

@@ -213,3 +213,74 @@ def recent_scores(db: Database, site: str, kind: str, limit: int = 20) -> list[d
             .limit(limit)
         ).mappings()
         return [{**r, "payload": json.loads(r["payload"])} for r in rows]
+
+
+def site_roles(db: Database, sites: list[str]) -> dict[str, set[str]]:
+    """The roles of each site's devices (posture, gait, headpose), for the links each site gets."""
+    t = schema.devices
+    out: dict[str, set[str]] = {site: set() for site in sites}
+    with db.reader.connect() as conn:
+        for site, role in conn.execute(select(t.c.site, t.c.role).where(t.c.site.in_(sites)).distinct()):
+            if role:
+                out[site].add(role)
+    return out
+
+
+def device_roles(db: Database, sites: list[str]) -> dict[tuple[str, str], str | None]:
+    t = schema.devices
+    with db.reader.connect() as conn:
+        rows = conn.execute(select(t.c.site, t.c.device_id, t.c.role).where(t.c.site.in_(sites)))
+        return {(site, device): role for site, device, role in rows}
+
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+STATE_ORDER = {"open": 0, "acknowledged": 1, "resolved": 2}
+
+
+@dataclass
+class AlertGroup:
+    """The alerts of one rule at one device: the newest first, the group ranked by its most urgent alert."""
+
+    site: str
+    device_id: str | None
+    rule: str
+    role: str | None
+    alerts: list[dict[str, Any]]
+
+    @property
+    def lead(self) -> dict[str, Any]:
+        return self.alerts[0]
+
+    @property
+    def rank(self) -> tuple[int, int, float]:
+        best = min(self.alerts, key=lambda a: (STATE_ORDER.get(a["state"], 3), SEVERITY_ORDER.get(a["severity"], 3)))
+        newest = max(a["opened_at"] for a in self.alerts)
+        return STATE_ORDER.get(best["state"], 3), SEVERITY_ORDER.get(best["severity"], 3), -newest.timestamp()
+
+
+def alert_groups(rows: list[dict[str, Any]], roles: dict[tuple[str, str], str | None]) -> list[AlertGroup]:
+    """Alerts grouped per device and rule; open before acknowledged before resolved, then critical before
+    warning before info, then the most recent first."""
+    groups: dict[tuple[str, str | None, str], AlertGroup] = {}
+    for row in rows:
+        key = (row["site"], row["device_id"], row["rule"])
+        if key not in groups:
+            role = roles.get((row["site"], row["device_id"])) if row["device_id"] else None
+            groups[key] = AlertGroup(row["site"], row["device_id"], row["rule"], role, [])
+        groups[key].alerts.append(row)
+    for group in groups.values():
+        group.alerts.sort(
+            key=lambda a: (
+                STATE_ORDER.get(a["state"], 3),
+                SEVERITY_ORDER.get(a["severity"], 3),
+                -a["opened_at"].timestamp(),
+            )
+        )
+    return sorted(groups.values(), key=lambda g: g.rank)
+
+
+def latest_heartbeat_stages(db: Database, site: str, device_id: str) -> dict[str, float]:
+    t = schema.devices
+    with db.reader.connect() as conn:
+        raw = conn.execute(select(t.c.fps_stages).where(t.c.site == site, t.c.device_id == device_id)).scalar()
+    return json.loads(raw) if raw else {}

@@ -32,6 +32,19 @@ from edge.roles.gait.message import GaitClass, GaitOutcome  # the screening page
 
 CLASSES: tuple[str, ...] = typing.get_args(GaitClass)
 NOT_SCREENED: tuple[str, ...] = tuple(o for o in typing.get_args(GaitOutcome) if o != "screened")
+# What staff read for each reason a walk-through got no class. Never "screened": a walk-through that was
+# measured but not classed (a booth without a gait model) has its own row, `UNCLASSIFIED`.
+REASON_WORDS: dict[str, str] = {
+    "partial_walk": "walked only part of the way",
+    "multiple_people": "more than one person in view",
+    "standing_still": "stood still",
+    "wrong_direction": "walked the wrong way",
+    "too_few_cycles": "too few steps to measure",
+    "poor_view": "body not clearly in view",
+}
+UNCLASSIFIED = "measured_no_class"
+UNCLASSIFIED_WORDS = "measured, no class (booth without a gait model)"
+CLASS_WORDS: dict[str, str] = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 # Whole days, because whether a walk-through arrived in time is decided on its arrival date.
 RELEASE_DELAY = timedelta(days=2)
 MAX_WEEKS = 51
@@ -42,6 +55,7 @@ class ScreeningRelease:
     weeks: list[date]  # Mondays, oldest first
     classes: SuppressedTable  # weeks x screened class, with a total per week
     outcomes: SuppressedTable  # weeks x reason a walk-through was not screened, with a total per week
+    unclassified: SuppressedTable  # weeks x one column: measured but given no class (no gait model)
     next_release: datetime  # when the next week is released (UTC)
 
 
@@ -68,6 +82,7 @@ def release(db: Database, site: str, now: datetime, days: int, k: int) -> Screen
     index = {w: i for i, w in enumerate(weeks)}
     classes = [[0] * len(CLASSES) for _ in weeks]
     outcomes = [[0] * len(NOT_SCREENED) for _ in weeks]
+    unclassified = [[0] for _ in weeks]
     if weeks:
         start = datetime.combine(weeks[0], datetime.min.time())
         end = datetime.combine(weeks[-1] + timedelta(weeks=1), datetime.min.time())
@@ -78,6 +93,8 @@ def release(db: Database, site: str, now: datetime, days: int, k: int) -> Screen
             row = index[monday]
             if outcome == "screened" and label in CLASSES:
                 classes[row][CLASSES.index(label)] += n
+            elif outcome == "screened":
+                unclassified[row][0] += n
             elif outcome in NOT_SCREENED:
                 outcomes[row][NOT_SCREENED.index(outcome)] += n
     labels = [w.isoformat() for w in weeks]
@@ -88,5 +105,6 @@ def release(db: Database, site: str, now: datetime, days: int, k: int) -> Screen
         weeks,
         suppress(labels, list(CLASSES), classes, k),
         suppress(labels, list(NOT_SCREENED), outcomes, k),
+        suppress(labels, [UNCLASSIFIED], unclassified, k),
         release_time(following),
     )

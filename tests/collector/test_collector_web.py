@@ -143,16 +143,16 @@ def test_pages_draw_charts(db: Database) -> None:
     alice = logged_in(db, "alice")
     desk = alice.get("/sites/school-a/devices/desk-1").text
     assert desk.count("<svg") >= 2 and "cva_deg.mean" in desk
-    points = re.findall(r'<polyline points="([^"]+)"', desk)
-    assert any(len(p.split()) == 30 for p in points), "one point per stored window"
+    paths = re.findall(r'<path d="([^"]+)"[^>]*class="series"', desk)
+    assert any(len(re.findall(r"[\d.]+,[\d.]+", d)) == 30 for d in paths), "one point per stored window"
     screening = alice.get("/sites/school-a/screening").text
     tips = re.findall(r"<title>[\d-]+ (\w+): (\d+)</title>", screening)
     assert ("negative", "95") in tips and ("suppressed", "43") in tips, tips
     assert "positive" in screening
     headpose_page = alice.get("/sites/school-a/headpose").text
-    assert "station-1: daily mean head pose" in headpose_page and "<polyline" in headpose_page
+    assert "station-1: daily mean head angles" in headpose_page and 'class="series"' in headpose_page
     booth = alice.get("/sites/school-a/devices/booth-1").text
-    assert "Frames per second" in booth
+    assert "Camera frame rate" in booth
 
 
 def test_screening_export_suppresses_small_and_revealing_cells(db: Database) -> None:
@@ -213,10 +213,12 @@ def test_chart_axes_have_distinct_labels_and_daily_ticks() -> None:
 
     days = [datetime(2026, 1, d) for d in (1, 2, 3)]
     svg = str(line_chart({"severity": list(zip(days, [1.8, 2.0, 2.0], strict=True))}, "daily"))
-    labels = re.findall(r'class="tick" text-anchor="\w+">([^<]+)<', svg)
-    y_labels, x_labels = labels[:-3], labels[-3:]
+    y_labels = re.findall(r'class="tick" text-anchor="end">([^<]+)<', svg)
+    x_labels = re.findall(r'class="tick" text-anchor="middle">([^<]+)<', svg)
     assert len(set(y_labels)) == len(y_labels) >= 3, y_labels
-    assert x_labels == ["01 Jan", "02 Jan", "03 Jan"]
+    assert x_labels == ["Thu 01 Jan", "Fri 02 Jan", "Sat 03 Jan"]
+    ticks = [datetime.fromisoformat(t) for t in re.findall(r'class="axis xtick" data-t="([^"]+)"', svg)]
+    assert ticks == days, "one tick per midnight"
     assert len(re.findall(r"<circle ", svg)) == 3
 
 

@@ -84,7 +84,9 @@ def test_device_page_over_366_days_draws_bounded_points_and_the_spike(db: Databa
     page = alice.get(f"/sites/{SITE}/devices/{DEVICE}?days=366")
     assert page.status_code == 200
     html = page.text
-    lines = re.findall(r'<polyline points="([^"]+)"', html)
+    lines = [
+        " ".join(re.findall(r"[\d.]+,[\d.]+", d)) for d in re.findall(r'<path d="([^"]+)"[^>]*class="series"', html)
+    ]
     bands = re.findall(r'<polygon points="([^"]+)"[^>]*class="band"', html)
     assert len(lines) == 2 and len(bands) == 2, "a mean line and a min-max band per series"
     for points in lines + bands:

@@ -25,7 +25,15 @@ from collector.simulate import gait
 from collector.storage import Database, open_database
 from collector.timeutil import to_aware_utc, utcnow_naive
 from collector.users import add_user
-from collector.web.screening import CLASSES, NOT_SCREENED, RELEASE_DELAY, released_weeks, week_start
+from collector.web.screening import (
+    CLASS_WORDS,
+    CLASSES,
+    NOT_SCREENED,
+    REASON_WORDS,
+    RELEASE_DELAY,
+    released_weeks,
+    week_start,
+)
 from collector.web.suppression import determined_cells, suppress
 from contract.wire import DeviceMessage
 from edge.roles.gait.message import GaitScreening
@@ -269,7 +277,8 @@ def test_screening_page_shows_the_released_weeks_and_no_walkthrough(db: Database
         svg = re.search(rf'<svg[^>]*aria-label="[^"]*{chart}"(.*?)</svg>', html, re.S)
         assert svg, chart
         released = table if chart == "by class" else {r[0]: ["" if v == "–" else v for v in r[1:]] for r in rows[1:]}
-        tips = re.findall(r"<title>(\S+) (\w+): (\d+)</title>", svg.group(1))
+        ids = {words: key for key, words in {**REASON_WORDS, **CLASS_WORDS, "suppressed": "suppressed"}.items()}
+        tips = [(w, ids[n], v) for w, n, v in re.findall(r"<title>(\S+) ([^:<]+): (\d+)</title>", svg.group(1))]
         assert tips, f"the {chart} chart has bars"
         for week, name, value in tips:
             if name == "suppressed":

@@ -20,6 +20,12 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 BUNDLE_FORMAT = "edgescreen-bundle"
 
+# Caps a device applies before reading a bundle: a role's bundle holds a few models of tens of MB each, so these
+# are far above any real one and far below what would fill a device's disk or memory.
+MAX_BUNDLE_ENTRIES = 256  # tar entries of every kind (files and folders)
+MAX_MEMBER_BYTES = 2 * 1024**3  # one file (an ONNX file cannot exceed 2 GiB without external data anyway)
+MAX_BUNDLE_BYTES = 4 * 1024**3  # the bundle file
+
 
 class BundleError(EdgeScreenError, RuntimeError):
     """A bundle that must not be installed, or an install/rollback that could not be done."""
@@ -40,7 +46,7 @@ class BundleModel(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$", description="model name the runtime asks for")
     file: str = Field(description="path of the file inside the bundle, under models/")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file")
-    size: int = Field(ge=0, description="file size in bytes")
+    size: int = Field(ge=0, le=MAX_MEMBER_BYTES, description="file size in bytes")
     precision: Literal["fp32", "fp16", "int8"] = Field(description="numeric precision of the weights")
     variant_of: str | None = Field(default=None, description="name of the FP32 model this is a variant of")
     task: str | None = Field(default=None, description="task of the model (perception model name or training task)")
@@ -58,7 +64,9 @@ class BundleManifest(BaseModel):
     role: RoleName = Field(description="device role this bundle serves")
     created: datetime = Field(description="when the bundle was made (UTC)")
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="first 16 hex of sha256 of the signing public key")
-    models: list[BundleModel] = Field(min_length=1, description="the models in the bundle")
+    models: list[BundleModel] = Field(
+        min_length=1, max_length=MAX_BUNDLE_ENTRIES, description="the models in the bundle"
+    )
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

@@ -3,8 +3,10 @@
 A bundle is an uncompressed tar holding `manifest.json`, `manifest.sig` (raw Ed25519 signature of the
 manifest bytes) and the model files the manifest lists with their sha256. Install order:
 
-1. verify the signature against the site's public key, then every member against the manifest
-   (nothing outside the manifest, no links, no absolute paths or `..`);
+1. verify the signature against the site's public key, then every entry against the manifest
+   (nothing outside the manifest, not even a folder; no links, no absolute paths or `..`, no name twice),
+   within the caps of contract/bundle.py (entries, bytes per member, bytes per bundle) and checking that
+   every member's bytes are in the file (a truncated bundle is refused here, not half-way through extraction);
 2. extract into a hidden temp dir under `releases/`, check each file's hash, fsync files and dirs;
 3. rename the temp dir to `releases/<id>`; point `previous` at the old release; swap `current`
    with an atomic rename of a fresh symlink.
@@ -34,6 +36,9 @@ from pydantic import ValidationError
 from contract.bundle import (
     BUNDLE_FORMAT,
     MANIFEST_NAME,
+    MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_ENTRIES,
+    MAX_MEMBER_BYTES,
     SIGNATURE_NAME,
     BundleError,
     BundleManifest,
@@ -113,19 +118,54 @@ def _read_member(tar: tarfile.TarFile, name: str, bundle: Path, limit: int) -> b
     return fh.read()
 
 
+def _entries(tar: tarfile.TarFile, bundle: Path, size: int) -> list[tarfile.TarInfo]:
+    """Every entry's header, read one at a time and checked before the next is read: the caps, safe names, regular
+    files and folders only, no name twice, and each file's bytes inside the bundle file (`size` bytes)."""
+    entries: list[tarfile.TarInfo] = []
+    names: set[str] = set()
+    while True:
+        try:
+            info = tar.next()
+        except (tarfile.TarError, OSError) as exc:
+            after = f"after {entries[-1].name}" if entries else "at its start"
+            raise BundleError(f"bundle {bundle} is damaged or truncated {after} ({exc}); refused") from exc
+        if info is None:
+            return entries
+        if len(entries) == MAX_BUNDLE_ENTRIES:
+            raise BundleError(f"bundle {bundle} has more than {MAX_BUNDLE_ENTRIES} entries; refused")
+        _safe_member_path(info.name, bundle)
+        if not (info.isfile() or info.isdir()):
+            raise BundleError(f"bundle {bundle}: member {info.name!r} is a link or device file; refused")
+        if info.name in names:
+            raise BundleError(f"bundle {bundle}: {info.name} appears twice; refused")
+        if info.size > MAX_MEMBER_BYTES:
+            raise BundleError(
+                f"bundle {bundle}: {info.name} claims {info.size} bytes, over the {MAX_MEMBER_BYTES}-byte cap; refused"
+            )
+        if info.isfile() and info.offset_data + info.size > size:
+            raise BundleError(
+                f"bundle {bundle} is truncated: {info.name} needs {info.size} bytes from byte {info.offset_data}, "
+                f"the file ends at {size}; refused"
+            )
+        names.add(info.name)
+        entries.append(info)
+
+
 def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleManifest:
     """Check signature, manifest and the member list (not yet file hashes: those are checked on extract)."""
     bundle = Path(bundle)
+    try:
+        size = bundle.stat().st_size
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {bundle}: {exc}") from exc
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle {bundle} is {size} bytes, over the {MAX_BUNDLE_BYTES}-byte cap; refused")
     try:
         tar = tarfile.open(bundle, "r:")  # noqa: SIM115  # closed by the `with` below
     except (OSError, tarfile.TarError) as exc:
         raise BundleError(f"cannot open bundle {bundle} as an uncompressed tar: {exc}") from exc
     with tar:
-        members = tar.getmembers()
-        for info in members:
-            _safe_member_path(info.name, bundle)
-            if not (info.isfile() or info.isdir()):
-                raise BundleError(f"bundle {bundle}: member {info.name!r} is a link or device file; refused")
+        members = _entries(tar, bundle, size)
         manifest_bytes = _read_member(tar, MANIFEST_NAME, bundle, _MAX_MANIFEST_BYTES)
         signature = _read_member(tar, SIGNATURE_NAME, bundle, 1024)
         try:
@@ -145,17 +185,22 @@ def verify_bundle(bundle: Path, public_key: Ed25519PublicKey) -> BundleManifest:
         if len(set(names)) != len(names):
             raise BundleError(f"bundle {bundle}: manifest lists a model name twice: {names}")
         listed = {m.file for m in manifest.models}
+        folders: set[str] = set()
         for model in manifest.models:
             path = _safe_member_path(model.file, bundle)
             if path.parts[0] != "models":
                 raise BundleError(f"bundle {bundle}: model file {model.file!r} is not under models/")
+            folders.update(str(parent) for parent in path.parents if parent.parts)
         present = {info.name for info in members if info.isfile()}
         missing = listed - present
         if missing:
             raise BundleError(f"bundle {bundle}: files listed in the manifest are missing: {sorted(missing)}")
-        extra = present - listed - {MANIFEST_NAME, SIGNATURE_NAME}
+        # Only the signed files and the folders that hold them: a stray folder is no more welcome than a stray file.
+        extra = {info.name for info in members} - listed - folders - {MANIFEST_NAME, SIGNATURE_NAME}
         if extra:
-            raise BundleError(f"bundle {bundle}: files not in the signed manifest: {sorted(extra)}; refused")
+            shown = sorted(extra)[:10]
+            more = f" and {len(extra) - len(shown)} more" if len(extra) > len(shown) else ""
+            raise BundleError(f"bundle {bundle}: entries not in the signed manifest: {shown}{more}; refused")
         sizes = {info.name: info.size for info in members if info.isfile()}
         for model in manifest.models:
             if sizes[model.file] != model.size:
@@ -185,6 +230,17 @@ def _fsync_dir(path: Path) -> None:
 def _extract_checked(bundle: Path, manifest: BundleManifest, dest: Path) -> None:
     """Copy the manifest, signature and models into `dest`, hashing while writing; fsync everything."""
     expected = {m.file: m for m in manifest.models}
+    try:
+        _extract_members(bundle, expected, dest)
+    except (tarfile.TarError, EOFError) as exc:  # the file changed after it was verified
+        raise BundleError(f"bundle {bundle} became unreadable while it was extracted ({exc}); refused") from exc
+    for root, dirs, _files in os.walk(dest, topdown=False):
+        for d in dirs:
+            _fsync_dir(Path(root) / d)
+    _fsync_dir(dest)
+
+
+def _extract_members(bundle: Path, expected: dict[str, BundleModel], dest: Path) -> None:
     with tarfile.open(bundle, "r:") as tar:
         for info in tar.getmembers():
             if not info.isfile():
@@ -208,10 +264,6 @@ def _extract_checked(bundle: Path, manifest: BundleManifest, dest: Path) -> None
                     f"bundle {bundle}: {info.name} has sha256 {digest.hexdigest()}, the signed manifest says "
                     f"{model.sha256}; the bundle was tampered with or damaged; refused"
                 )
-    for root, dirs, _files in os.walk(dest, topdown=False):
-        for d in dirs:
-            _fsync_dir(Path(root) / d)
-    _fsync_dir(dest)
 
 
 def _release_id(manifest: BundleManifest, bundle: Path) -> str:

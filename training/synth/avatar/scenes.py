@@ -11,8 +11,9 @@ Three scene kinds, one per device role (docs/synthetic.md, "Avatar scenes"):
   head-station  a seated adult facing the head-pose station's camera, head yaw / pitch / roll and lateral /
                 sagittal shift over the cervical-dystonia-like range (posture.sample_posture "cervical").
 
-Each subject i of a set is drawn from generators seeded by (seed, scene, i) only, so the same seed gives the same
-subjects, images and truth, and the first n subjects of a larger set are the same. A subject gives a few still
+Each subject i of a set is drawn from generators seeded by (seed, scene, i) only, so the same seed and size give
+byte-identical images and truth, and the first subjects of a larger set are the same people in the same poses
+(equal to float rounding: bodies built in another batch differ in the last digits). A subject gives a few still
 images (`IMAGES_PER_SUBJECT`, `iter_images`) or one clip (`iter_clips`); bodies are built in batches across
 subjects (builder.build_bodies), and a clip's frames share one phenotype's rest body.
 
@@ -54,6 +55,7 @@ from training.synth.avatar.render import AvatarRenderer, Frame
 from training.synth.avatar.scene import Scene, make_scene
 from training.synth.avatar.truth import HEADPOSE_METRICS, frame_truth, gait_truth
 from training.synth.avatar.walk import WalkCycle, sample_walk
+from training.synth.body import head_orientation
 from training.synth.gait import pain_level
 from training.synth.posture import Posture, sample_posture
 
@@ -73,6 +75,8 @@ CLIP_FPS: dict[str, float] = {"office-desk": 10.0, "booth-walk": 15.0, "head-sta
 CLIP_SECONDS: dict[str, float] = {"office-desk": 4.0, "head-station": 4.0}  # a walk lasts as long as it takes
 HEAD_FIELDS = ("neck_flexion", "head_yaw", "head_pitch", "head_roll", "head_lateral_shift", "head_sagittal_shift")
 DEFAULT_SIZE = (640, 480)
+JOINT_LANDMARKS = np.arange(int(Lm.LEFT_SHOULDER), NUM_LANDMARKS)  # BlazePose's body points (face ones are skin)
+JOINT_TOLERANCE_M = 0.12
 
 
 # --- motions of a clip (the body side's Motion protocol) --------------------------------------------------------
@@ -124,6 +128,13 @@ class HeadSweep:
         w = u * u * (3.0 - 2.0 * u)
         values = {k: (1 - w) * a + w * b for k, a, b in zip(HEAD_FIELDS, self.start, self.end, strict=True)}
         return replace(pose, posture=replace(pose.posture, **values), motion=None)
+
+
+ASKED_HEAD = ("head_yaw_deg", "head_pitch_deg", "head_roll_deg")  # the asked head pose relative to the trunk
+
+
+def _posture_fields(asked: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in asked.items() if k in Posture.__dataclass_fields__}
 
 
 def head_values(posture: Posture) -> tuple[float, ...]:
@@ -391,7 +402,11 @@ def frame_record(
 ) -> dict[str, Any]:
     """The truth of frame i of `plan` (JSON-ready)."""
     names, pts = points.all_points()
-    projected = frame.project(pts, tolerance_m=np.clip(visibility_tolerance(mesh, points), 0.0, 9.0))
+    tolerance = visibility_tolerance(mesh, points)
+    # A joint centre seen along an oblique ray lies deeper under the skin than its nearest vertex (a shoulder seen
+    # from above and in front: ~10 cm of deltoid); a far-side joint hides behind 20 cm or more of the body.
+    tolerance[JOINT_LANDMARKS] = np.maximum(tolerance[JOINT_LANDMARKS], JOINT_TOLERANCE_M)
+    projected = frame.project(pts, tolerance_m=np.clip(tolerance, 0.0, 9.0))
     kp = projected[:NUM_LANDMARKS].astype(np.float64)
     # Metrics as a perfect pose model would make the device report them: BlazePose reports every landmark inside
     # the image, hidden or not (the keypoints' own flag says which are seen).
@@ -421,15 +436,20 @@ def frame_record(
         occluded_landmarks=[int(j) for j in np.flatnonzero(hidden_by_scene)],
         label=plan.label,
         t=round(plan.times[i], 4),
-        asked=_round(plan.asked[i], 5),
+        asked=_round(
+            plan.asked[i]
+            | dict(zip(ASKED_HEAD, head_orientation(Posture(**_posture_fields(plan.asked[i]))), strict=True)),
+            5,
+        ),
     )
     if plan.kind == "booth-walk":
-        record.update(cobb_deg=round(float(plan.extra["cobb_deg"]), 3), direction=_direction(plan, view))
+        record.update(cobb_deg=round(float(plan.extra["cobb_deg"]), 3), direction=_direction(plan))
     return record
 
 
-def _direction(plan: SubjectPlan, view: View) -> str:
-    if view == "side":
+def _direction(plan: SubjectPlan) -> str:
+    """Where the walk goes relative to the camera, as planned (the per-frame view follows the geometry)."""
+    if plan.view == "side":
         return "across"
     return "away" if plan.extra["heading_deg"] == 180.0 else "towards"
 

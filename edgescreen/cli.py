@@ -33,6 +33,7 @@ GROUPS = {
     "collector": "central collector: store scores once, raise alerts, serve the dashboard",
     "export": "export trained and pretrained models: ONNX, INT8/FP16, parity, bundles",
     "provision": "issue and revoke the certificates of a site (run on the admin host)",
+    "codes": "pseudonymous student codes of the gait booths (run at the school, offline)",
 }
 
 Handler = Callable[[argparse.Namespace], int]

@@ -4,4 +4,5 @@ COMMANDS = (
     "edgescreen.commands.demo",  # demo
     "edgescreen.commands.provision",  # provision ca | device | revoke
     "edgescreen.commands.maintenance",  # maintenance
+    "edgescreen.commands.codes",  # codes resolve
 )

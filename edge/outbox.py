@@ -293,8 +293,8 @@ class Outbox:
         self._reserved = max(self._reserved, mark)
 
     def current_seq(self) -> int:
-        """The seq the next score will get, without taking it. Status and heartbeat messages carry this value,
-        so score seqs stay gap-free and a heartbeat tells the collector how many scores came before it."""
+        """The seq the next score will get, without taking it. Status and heartbeat messages carry this value, so
+        they take no number from the scores: within a run, score seqs have a gap only where scores were lost."""
         with self._lock:
             return self._seq
 

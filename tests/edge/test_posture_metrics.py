@@ -10,7 +10,7 @@ import pytest
 from contract.landmarks import Landmark as Lm
 from edge.perception.types import Person
 from edge.roles.common import main_person
-from edge.roles.posture.metrics import compute_metrics
+from edge.roles.posture.metrics import CVA_CORRECTION, HEAD_FORWARD_CORRECTION, compute_metrics
 
 HEAD = (Lm.NOSE, Lm.LEFT_EYE_INNER, Lm.LEFT_EYE, Lm.LEFT_EYE_OUTER, Lm.RIGHT_EYE_INNER, Lm.RIGHT_EYE,
         Lm.RIGHT_EYE_OUTER, Lm.LEFT_EAR, Lm.RIGHT_EAR, Lm.MOUTH_LEFT, Lm.MOUTH_RIGHT)  # fmt: skip
@@ -125,19 +125,24 @@ def test_shoulder_asymmetry_sign() -> None:
 @pytest.mark.parametrize("yaw", [90.0, -90.0])  # facing image right, then image left
 @pytest.mark.parametrize("flexion", [0.0, 25.0, 40.0])
 def test_side_view_cva_and_head_forward(yaw: float, flexion: float) -> None:
-    m = compute_metrics(synthetic_person(neck_flexion=flexion, yaw=yaw))
+    m = compute_metrics(synthetic_person(neck_flexion=flexion, yaw=yaw), corrected=False)
     assert m.view == "side" and m.facing in (1, -1)
     # ear over the shoulder (C7 proxy) turned forward by `flexion`: CVA = 90° − flexion
     assert m.values["cva_deg"] == pytest.approx(90.0 - flexion, abs=1e-3)
     expected_forward = NECK_TO_EAR * math.sin(math.radians(flexion)) / TORSO
     assert m.values["head_forward_ratio"] == pytest.approx(expected_forward, abs=1e-4)
+    # the device reports them mapped onto the clinical definitions (C7 -> tragus)
+    c = compute_metrics(synthetic_person(neck_flexion=flexion, yaw=yaw))
+    assert c.values["cva_deg"] == pytest.approx(CVA_CORRECTION(90.0 - flexion), abs=1e-3)
+    assert c.values["head_forward_ratio"] == pytest.approx(HEAD_FORWARD_CORRECTION(expected_forward), abs=1e-4)
+    assert c.values["neck_flexion_deg"] == m.values["neck_flexion_deg"]  # neck flexion keeps its definition
     assert m.values["head_tilt_deg"] is None and m.values["shoulder_asymmetry_deg"] is None  # front-view metrics
     assert m.values["neck_flexion_deg"] == pytest.approx(flexion, abs=1e-3)
 
 
 def test_forward_head_lowers_cva_below_the_threshold() -> None:
-    upright = compute_metrics(synthetic_person(neck_flexion=10.0, yaw=90.0)).values["cva_deg"]
-    forward = compute_metrics(synthetic_person(neck_flexion=45.0, yaw=90.0)).values["cva_deg"]
+    upright = compute_metrics(synthetic_person(neck_flexion=-15.0, yaw=90.0)).values["cva_deg"]
+    forward = compute_metrics(synthetic_person(neck_flexion=20.0, yaw=90.0)).values["cva_deg"]
     assert upright is not None and forward is not None and upright > 50.0 > forward
 
 
@@ -164,7 +169,7 @@ def test_hidden_hips_invalidate_only_the_metrics_that_need_them() -> None:
     m = compute_metrics(synthetic_person(neck_flexion=20.0, yaw=90.0, hidden=(Lm.LEFT_HIP, Lm.RIGHT_HIP)))
     assert m.values["trunk_flexion_deg"] is None and m.values["trunk_lateral_lean_deg"] is None
     assert m.values["head_forward_ratio"] is None  # normalised by the torso length
-    assert m.values["cva_deg"] == pytest.approx(70.0, abs=1e-3) and m.valid("neck_flexion_deg")
+    assert m.values["cva_deg"] == pytest.approx(CVA_CORRECTION(70.0), abs=1e-3) and m.valid("neck_flexion_deg")
 
 
 def test_oblique_view_measures_neither_side_nor_front_metrics() -> None:

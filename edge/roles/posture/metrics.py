@@ -27,6 +27,27 @@ FRONT_SHOULDER_TO_TORSO = 0.8
 
 
 @dataclass(frozen=True)
+class LinearCorrection:
+    """clinical ≈ intercept + slope × measured: maps a landmark-based value onto its clinical definition."""
+
+    version: str
+    slope: float
+    intercept: float
+
+    def __call__(self, measured: float) -> float:
+        return self.intercept + self.slope * measured
+
+
+# The side-view metrics take C7 at BlazePose's shoulder point and the tragus at its ear point. On avatars the
+# shoulder point lies well forward of and below C7, so the ear-over-shoulder angle reads about 25-30° above the
+# photogrammetric CVA (C7 -> tragus) and the head forward distance about 0.1 torso lengths short. These maps,
+# fitted on exact avatar landmarks and checked on held-out subjects (docs/metrics.md, "Corrections"), turn the
+# landmark values into estimates of the clinical ones, so that the clinical CVA cut-offs apply.
+CVA_CORRECTION = LinearCorrection(version="avatar-1", slope=0.896, intercept=-23.91)
+HEAD_FORWARD_CORRECTION = LinearCorrection(version="avatar-1", slope=0.402, intercept=0.186)
+
+
+@dataclass(frozen=True)
 class FrameMetrics:
     """One frame's metrics; a value of None means "not measured in this frame" (its quality flag)."""
 
@@ -110,9 +131,15 @@ def body_view(pose: _Pose, front_max_deg: float, side_min_deg: float) -> tuple[V
 
 
 def compute_metrics(
-    person: Person, *, min_visibility: float = 0.5, front_view_max_deg: float = 30.0, side_view_min_deg: float = 60.0
+    person: Person,
+    *,
+    min_visibility: float = 0.5,
+    front_view_max_deg: float = 30.0,
+    side_view_min_deg: float = 60.0,
+    corrected: bool = True,
 ) -> FrameMetrics:
-    """All posture metrics of one person in one frame."""
+    """All posture metrics of one person in one frame (`corrected=False`: the CVA and head forward distance as
+    the landmarks give them, before CVA_CORRECTION / HEAD_FORWARD_CORRECTION)."""
     pose = _Pose(person, min_visibility)
     view, yaw = body_view(pose, front_view_max_deg, side_view_min_deg)
     values: dict[str, float | None] = dict.fromkeys(POSTURE_METRICS)
@@ -125,12 +152,14 @@ def compute_metrics(
         facing = 1 if pose.xy(Lm.NOSE)[0] >= ear[0] else -1
         forward = (ear[0] - c7[0]) * facing
         up = c7[1] - ear[1]
-        values["cva_deg"] = _deg(math.atan2(up, forward))
+        cva = _deg(math.atan2(up, forward))
+        values["cva_deg"] = CVA_CORRECTION(cva) if corrected else cva
         hip = pose.either(Lm.LEFT_HIP, Lm.RIGHT_HIP)
         if hip is not None:
             torso = float(np.linalg.norm(c7 - hip))
             if torso > 1e-6:
-                values["head_forward_ratio"] = forward / torso
+                ratio = forward / torso
+                values["head_forward_ratio"] = HEAD_FORWARD_CORRECTION(ratio) if corrected else ratio
 
     # Front (or back) view: head roll from the ear line (eye line when an ear is hidden) and shoulder line.
     if view == "front":

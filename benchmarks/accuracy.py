@@ -20,6 +20,7 @@ Statistics: training/validation.py. Prints markdown tables; `--out` writes every
 numbers as JSON.
 
     python benchmarks/accuracy.py --role posture|headpose|gait --subjects N [--seed S] [--out FILE.json]
+    python benchmarks/accuracy.py --fit-corrections    # refit the posture corrections (docs/metrics.md)
 """
 
 from __future__ import annotations
@@ -463,12 +464,59 @@ def gait_report(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), numbers
 
 
+# --- fitting the posture corrections (docs/metrics.md, "Corrections") -------------------------------------------
+
+
+def fit_posture_corrections(fit: int = 200, held_out: int = 100) -> str:
+    """Fit CVA_CORRECTION and HEAD_FORWARD_CORRECTION on exact avatar landmarks (no rendering) and test them on
+    held-out subjects: the landmark value against the clinical one, side view, seated office postures."""
+    from edge.roles.posture.metrics import compute_metrics
+    from training.synth.avatar.builder import BodyRequest, build_bodies
+    from training.synth.avatar.camera import role_camera
+    from training.synth.avatar.phenotype import sample_phenotype
+    from training.synth.avatar.pose import seated
+    from training.synth.avatar.truth import clinical_metrics, device_person
+    from training.synth.posture import sample_posture
+
+    requests = []
+    for s in range(fit + held_out):
+        rng = np.random.default_rng([99, s])
+        requests.append(BodyRequest(sample_phenotype(rng, "adult"), seated(sample_posture(rng, "office"))))
+    rows = []
+    for s, (_, points) in enumerate(build_bodies(requests)):
+        rng = np.random.default_rng([98, s])
+        head = _midpoint(points, "tragus_l", "tragus_r")
+        pose = role_camera("desk-monitor", rng, head, azimuth_deg=90.0, both_sides=True, distance_m=(1.2, 1.8))
+        raw = compute_metrics(device_person(points, pose.camera(W, H)), corrected=False).values
+        clinical = clinical_metrics(points)
+        rows.append([raw["cva_deg"], clinical["cva_deg"], raw["head_forward_ratio"], clinical["head_forward_ratio"]])
+    data = np.array(rows, np.float64)
+    lines = [
+        "| metric | slope | intercept | held-out MAE | bias | SD | uncorrected MAE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, col in (("cva_deg", 0), ("head_forward_ratio", 2)):
+        x, y = data[:, col], data[:, col + 1]
+        train, test = np.arange(len(x)) < fit, np.arange(len(x)) >= fit
+        train &= np.isfinite(x)
+        test &= np.isfinite(x)
+        slope, intercept = np.polyfit(x[train], y[train], 1)
+        residual = y[test] - (intercept + slope * x[test])
+        uncorrected = np.abs(y[test] - x[test]).mean()
+        lines.append(
+            f"| {name} | {slope:.3f} | {intercept:.3f} | {np.abs(residual).mean():.3f} | {residual.mean():.3f} | "
+            f"{residual.std(ddof=1):.3f} | {uncorrected:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 # --- main -----------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--role", choices=("posture", "headpose", "gait"), required=True)
+    parser.add_argument("--role", choices=("posture", "headpose", "gait"))
+    parser.add_argument("--fit-corrections", action="store_true", help="fit the posture corrections and exit")
     parser.add_argument("--subjects", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
@@ -478,6 +526,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("edge", "training.synth"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.fit_corrections:
+        print(fit_posture_corrections())
+        return
+    if args.role is None:
+        raise SystemExit("--role: expected posture, headpose or gait")
     if args.subjects < 1:
         raise SystemExit("--subjects: expected at least 1")
 

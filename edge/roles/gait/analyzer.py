@@ -25,12 +25,12 @@ from contract.wire import ModelRef
 from edge.backends.base import BackendConfig, create_backend
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
-from edge.roles.gait.config import GaitConfig, GaitModelConfig
+from edge.roles.gait.config import ALONG_DIRECTIONS, GaitConfig, GaitModelConfig
 from edge.roles.gait.measures import Track, gait_cycles, gait_measures
 from edge.roles.gait.message import GaitClass, GaitMeasure, GaitScreening
 from edge.roles.gait.silhouette import Silhouette, model_input, silhouette_from_mask
 from edge.roles.gait.skeleton import COCO_POINTS, coco_sequence, resample
-from edge.roles.gait.walk import Walk, WalkDetector, WalkFrame, assess_walk
+from edge.roles.gait.walk import Walk, WalkDetector, WalkFrame, along_direction, assess_walk
 from edge.roles.windows import FrameTimeline
 from edge.subject_code import SubjectCodes
 
@@ -146,8 +146,9 @@ class GaitAnalyzer(RoleAnalyzer):
         person, people = main_person(frame.persons, self.config.min_score)
         record = WalkFrame(t=t, people=people)
         if person is not None:
-            x0, _, x1, _ = person.bbox
+            x0, y0, x1, y1 = person.bbox
             record.cx = float((x0 + x1) / 2 / max(frame.width, 1))
+            record.height = float((y1 - y0) / max(frame.height, 1))
             record.keypoints = np.array(person.keypoints, np.float32)
             record.world = np.array(person.world, np.float32) if person.world is not None else None
             record.silhouette = silhouette_from_mask(person.mask)
@@ -167,13 +168,14 @@ class GaitAnalyzer(RoleAnalyzer):
             track = Track.from_frames(present, cfg.min_visibility)
             silhouettes = [f.silhouette for f in present if f.silhouette is not None]
             usable = int(sum(1 for f, ok in zip(present, track.valid, strict=True) if ok and f.silhouette is not None))
-            net = _net_direction(present)
-            cycles, signal = gait_cycles(track, net)
+            along = cfg.direction in ALONG_DIRECTIONS
+            net = along_direction(present, cfg.min_approach)[0] if along else _net_direction(present)
+            cycles, signal = gait_cycles(track, net, along)
             quality = assess_walk(walk, cfg, len(cycles), usable)
             measures: dict[str, GaitMeasure] = {}
             probabilities = None
             if quality.outcome == "screened":
-                for name, (value, n) in gait_measures(track, signal, cycles).items():
+                for name, (value, n) in gait_measures(track, signal, cycles, along).items():
                     ok = value is not None and math.isfinite(value)
                     measures[name] = GaitMeasure(value=value if ok else None, cycles=n if ok else 0)
                 if self.model is not None:

@@ -18,7 +18,9 @@ def _cpu_only() -> list[Provider]:
     return ["cpu"]
 
 
-WalkDirection = Literal["left_to_right", "right_to_left", "either"]
+WalkDirection = Literal["left_to_right", "right_to_left", "either", "towards", "away", "along"]
+# Walks towards or away from the camera (Scoliosis1K's view 000_180): "along" accepts both.
+ALONG_DIRECTIONS: frozenset[str] = frozenset({"towards", "away", "along"})
 
 
 class GaitModelConfig(BaseModel):
@@ -61,7 +63,23 @@ class GaitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     direction: WalkDirection = Field(
-        default="left_to_right", description="the direction a screening walk crosses the image"
+        default="left_to_right",
+        description="the way a screening walk goes: across the image (left_to_right, right_to_left, either) or "
+        "towards / away from the camera at the corridor's end (towards, away, along = either of them)",
+    )
+    min_approach: float = Field(
+        default=0.25,
+        gt=0,
+        le=3,
+        description="walks towards / away: net change of ln(person height in the image) a full walk needs "
+        "(0.25: the person's image grows or shrinks by 28 %); under half of it the person stood still",
+    )
+    min_frontal: float = Field(
+        default=0.35,
+        ge=0,
+        le=2,
+        description="walks towards / away: median shoulder width over trunk length in the image below which the "
+        "person was seen from the side (a crossing, not a walk along the corridor)",
     )
     min_cycles: int = Field(default=2, ge=1, le=50, description="gait cycles a walk must show to be screened")
     min_score: float = Field(default=0.5, ge=0, le=1, description="person score from which a detection counts")

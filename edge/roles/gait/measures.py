@@ -71,10 +71,10 @@ class Track:
         return cls(t, kp, world, valid)
 
 
-def _foot(kp: F64, heel: int, ankle: int) -> F64:
-    x = kp[:, heel, 0].copy()
+def _foot(kp: F64, heel: int, ankle: int, axis: int = 0) -> F64:
+    x = kp[:, heel, axis].copy()
     missing = ~np.isfinite(x)
-    x[missing] = kp[missing, ankle, 0]
+    x[missing] = kp[missing, ankle, axis]
     return x
 
 
@@ -85,11 +85,17 @@ def _interp(t: F64, y: F64) -> F64:
     return np.asarray(np.interp(t, t[ok], y[ok]))
 
 
-def foot_signal(track: Track, direction: int) -> F64:
-    """s(t): how far the left foot is ahead of the right one, in leg lengths (positive: left ahead)."""
+def foot_signal(track: Track, direction: int, along: bool = False) -> F64:
+    """s(t): how far the left foot is ahead of the right one, in leg lengths (positive: left ahead).
+
+    Across the image the feet are compared on x. Walking towards or away from the camera (`along`, direction +1
+    towards, -1 away) they are compared on image y: the camera looks down on the floor, so the foot nearer to it
+    is lower in the image: the front foot when the walk comes towards the camera, the back foot when it goes away.
+    """
     kp = track.kp
-    left = _foot(kp, Lm.LEFT_HEEL, Lm.LEFT_ANKLE)
-    right = _foot(kp, Lm.RIGHT_HEEL, Lm.RIGHT_ANKLE)
+    axis = 1 if along else 0
+    left = _foot(kp, Lm.LEFT_HEEL, Lm.LEFT_ANKLE, axis)
+    right = _foot(kp, Lm.RIGHT_HEEL, Lm.RIGHT_ANKLE, axis)
     leg = np.nanmedian(np.linalg.norm(kp[:, Lm.LEFT_HIP] - kp[:, Lm.LEFT_ANKLE], axis=1)) if len(kp) else np.nan
     if not np.isfinite(leg) or leg <= 0:
         return np.full(len(track.t), np.nan)
@@ -118,9 +124,9 @@ def _peaks(s: F64, t: F64, min_gap_s: float) -> list[int]:
     return found
 
 
-def gait_cycles(track: Track, direction: int) -> tuple[list[Cycle], F64]:
+def gait_cycles(track: Track, direction: int, along: bool = False) -> tuple[list[Cycle], F64]:
     """The valid gait cycles of a track and the foot signal they were found on."""
-    s = foot_signal(track, direction)
+    s = foot_signal(track, direction, along)
     if direction == 0 or not np.isfinite(s).all():
         return [], s
     lefts = _peaks(s, track.t, MIN_CYCLE_S / 2)
@@ -170,16 +176,18 @@ def _trunk_lean(world: F64) -> float | None:
     return float(np.degrees(np.arctan2((tr * lat).sum(axis=1), tr @ _UP)).mean())
 
 
-def _arm_swing(kp: F64, wrist: int, shoulder: int) -> float:
-    rel = kp[:, wrist, 0] - kp[:, shoulder, 0]
+def _arm_swing(kp: F64, wrist: int, shoulder: int, axis: int = 0) -> float:
+    rel = kp[:, wrist, axis] - kp[:, shoulder, axis]
     rel = rel[np.isfinite(rel)]
     return float(rel.max() - rel.min()) if len(rel) >= 3 else math.nan
 
 
-def _cycle_measures(track: Track, s: F64, c: Cycle) -> dict[str, float | None]:
+def _cycle_measures(track: Track, s: F64, c: Cycle, along: bool = False) -> dict[str, float | None]:
     t = track.t
     sl = slice(c.start, c.end + 1)
     kp, world = track.kp[sl], track.world[sl]
+    # arm swing along the walk: image x across the view; towards or away, the world landmarks' depth
+    swing, axis = (world, 2) if along else (kp, 0)
     right_step = t[c.right] - t[c.start]  # left heel strike → right heel strike: the right foot's step
     left_step = t[c.end] - t[c.right]
     return {
@@ -187,7 +195,8 @@ def _cycle_measures(track: Track, s: F64, c: Cycle) -> dict[str, float | None]:
         "step_time_asymmetry_pct": _asymmetry(left_step, right_step),
         "step_length_asymmetry_pct": _asymmetry(float(s[c.end]), float(-s[c.right])),
         "arm_swing_asymmetry_pct": _asymmetry(
-            _arm_swing(kp, Lm.LEFT_WRIST, Lm.LEFT_SHOULDER), _arm_swing(kp, Lm.RIGHT_WRIST, Lm.RIGHT_SHOULDER)
+            _arm_swing(swing, Lm.LEFT_WRIST, Lm.LEFT_SHOULDER, axis),
+            _arm_swing(swing, Lm.RIGHT_WRIST, Lm.RIGHT_SHOULDER, axis),
         ),
         "shoulder_height_diff_deg": _frontal_angle(world, Lm.LEFT_SHOULDER, Lm.RIGHT_SHOULDER),
         "pelvic_obliquity_deg": _frontal_angle(world, Lm.LEFT_HIP, Lm.RIGHT_HIP),
@@ -195,9 +204,11 @@ def _cycle_measures(track: Track, s: F64, c: Cycle) -> dict[str, float | None]:
     }
 
 
-def gait_measures(track: Track, s: F64, cycles: Sequence[Cycle]) -> dict[str, tuple[float | None, int]]:
+def gait_measures(
+    track: Track, s: F64, cycles: Sequence[Cycle], along: bool = False
+) -> dict[str, tuple[float | None, int]]:
     """Each measure's mean over the cycles in which it was computed, and that number of cycles."""
-    per_cycle = [_cycle_measures(track, s, c) for c in cycles]
+    per_cycle = [_cycle_measures(track, s, c, along) for c in cycles]
     out: dict[str, tuple[float | None, int]] = {}
     for name in GAIT_MEASURES:
         values = [v for m in per_cycle if (v := m[name]) is not None and math.isfinite(v)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge.roles.gait.config import GaitConfig
+from edge.roles.gait.config import ALONG_DIRECTIONS, GaitConfig
 from edge.roles.gait.message import GaitOutcome
 from edge.roles.gait.silhouette import Silhouette
 
@@ -31,6 +31,7 @@ class WalkFrame:
     t: float
     people: int
     cx: float | None = None  # the main person's horizontal centre, fraction of the image width
+    height: float | None = None  # the main person's box height, fraction of the image height
     keypoints: F32 | None = None  # (33, 3) image pixels and visibility
     world: F32 | None = None  # (33, 3) metres
     silhouette: Silhouette | None = None
@@ -111,11 +112,39 @@ class WalkQuality:
     counts: dict[str, float]
 
 
+def frontal_ratio(frames: list[WalkFrame]) -> float:
+    """Median shoulder width over trunk length in the image (about 0.6-0.9 seen from the front or back, under
+    0.3 from the side); NaN when the shoulders and hips were never seen."""
+    ratios = []
+    for f in frames:
+        kp = f.keypoints
+        if kp is None or (kp[[11, 12, 23, 24], 2] < 0.5).any():
+            continue
+        trunk = float(np.linalg.norm((kp[11, :2] + kp[12, :2]) / 2 - (kp[23, :2] + kp[24, :2]) / 2))
+        if trunk > 1e-6:
+            ratios.append(float(np.linalg.norm(kp[11, :2] - kp[12, :2])) / trunk)
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def along_direction(frames: list[WalkFrame], min_approach: float) -> tuple[int, float, float]:
+    """(direction, net, travel) of a walk towards (+1) or away from (-1) the camera, from the trend of
+    ln(person height in the image): the apparent height is inversely proportional to the distance."""
+    hs = np.array([f.height for f in frames if f.height is not None and f.height > 0], np.float64)
+    if hs.size == 0:
+        return 0, 0.0, 0.0
+    ln = np.log(hs)
+    travel = float(np.percentile(ln, 95) - np.percentile(ln, 5))
+    net = float(np.median(ln[-_ENDS:]) - np.median(ln[:_ENDS]))
+    return (0 if abs(net) < min_approach else (1 if net > 0 else -1)), net, travel
+
+
 def assess_walk(walk: Walk, config: GaitConfig, cycles: int, valid_frames: int) -> WalkQuality:
     """The walk's quality outcome from its people counts, track, valid frames and gait cycles found."""
     present = walk.present
     n = len(present)
     multi = sum(1 for f in present if f.people >= 2)
+    if config.direction in ALONG_DIRECTIONS:
+        return _assess_along(walk, config, cycles, valid_frames, multi)
     xs = np.array([f.cx for f in present if f.cx is not None], np.float64)
     travel = float(np.percentile(xs, 95) - np.percentile(xs, 5)) if xs.size else 0.0
     net = float(np.median(xs[-_ENDS:]) - np.median(xs[:_ENDS])) if xs.size else 0.0
@@ -138,6 +167,43 @@ def assess_walk(walk: Walk, config: GaitConfig, cycles: int, valid_frames: int) 
     elif abs(net) < config.min_crossing:
         outcome = "partial_walk"
     elif wanted not in (0, direction):
+        outcome = "wrong_direction"
+    elif valid_frames < config.min_valid_fraction * n:
+        outcome = "poor_view"
+    elif cycles < config.min_cycles:
+        outcome = "too_few_cycles"
+    else:
+        outcome = "screened"
+    return WalkQuality(outcome, direction, counts)
+
+
+def _assess_along(walk: Walk, config: GaitConfig, cycles: int, valid_frames: int, multi: int) -> WalkQuality:
+    """assess_walk for walks towards / away from the camera: the approach replaces the crossing; a person seen
+    from the side (shoulders narrow against the trunk) walked across, which is the wrong direction here."""
+    present = walk.present
+    n = len(present)
+    direction, net, travel = along_direction(present, config.min_approach)
+    frontal = frontal_ratio(present)
+    wanted = {"towards": 1, "away": -1, "along": 0}[config.direction]
+    counts = {
+        "frames_with_person": float(n),
+        "multi_person_frames": float(multi),
+        "travel": travel,
+        "net_travel": net,
+        "valid_frames": float(valid_frames),
+        "gait_cycles": float(cycles),
+        "duration_s": float(walk.last_seen - walk.first_seen),
+    }
+    if np.isfinite(frontal):
+        counts["frontal_ratio"] = frontal
+    outcome: GaitOutcome
+    if n and multi / n > config.max_multi_fraction:
+        outcome = "multiple_people"
+    elif travel < config.min_approach / 2:
+        outcome = "standing_still"
+    elif direction == 0:
+        outcome = "partial_walk"
+    elif wanted not in (0, direction) or (np.isfinite(frontal) and frontal < config.min_frontal):
         outcome = "wrong_direction"
     elif valid_frames < config.min_valid_fraction * n:
         outcome = "poor_view"

@@ -79,6 +79,7 @@ def register(groups: Groups) -> None:
             p.add_argument("--image-size", type=int, default=128, help="square image size in pixels")
         p.set_defaults(func=_handler(kind))
     _register_avatars(sub)
+    _register_booth(sub)
 
 
 def _register_avatars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,6 +93,35 @@ def _register_avatars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--size", type=_size, default=(640, 480), help="image size WIDTHxHEIGHT (default 640x480)")
     p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet of 8 frames")
     p.set_defaults(func=_avatars)
+
+
+BOOTH_HELP = (
+    "gait-booth avatar walks through the booth's own perception: Scoliosis1K silhouette and Scoliosis1K-Pose "
+    "keypoint trees (training/synth/booth_dataset.py)"
+)
+
+
+def _register_booth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("booth-walks", help=BOOTH_HELP, description=BOOTH_HELP)
+    _one_line_errors(p)
+    p.add_argument("--n", type=_positive_int, required=True, help="number of subjects (one walk each)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", type=Path, required=True, help="output directory (an interrupted run resumes)")
+    p.add_argument("--geometry", choices=("along", "across", "all"), default="all",
+                   help="walks towards/away from the camera (view 000_180), across it (090), or both")  # fmt: skip
+    p.set_defaults(func=_booth_walks)
+
+
+def _booth_walks(args: argparse.Namespace) -> int:
+    from training.synth.booth_dataset import render_walks, write_trees
+
+    try:
+        lines = render_walks(args.out, args.n, args.seed, args.geometry)
+        counts = write_trees(args.out, args.seed)
+    except ValueError as exc:
+        raise UsageError(f"synth booth-walks: {exc}") from exc
+    print(f"perceived {len(lines)} walks; wrote {counts['subjects']} subjects to {args.out}/sil and {args.out}/pose")
+    return 0
 
 
 def _avatars(args: argparse.Namespace) -> int:

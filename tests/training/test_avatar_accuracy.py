@@ -86,3 +86,46 @@ def test_a_known_head_turn_and_neck_flexion_come_back_through_the_real_perceptio
     assert measured["neck_flexion_deg"] == pytest.approx(truth["neck_flexion_deg"], abs=5.0)
     # the corrected CVA (docs/metrics.md, "Corrections") against the clinical C7-tragus CVA
     assert measured["cva_deg"] == pytest.approx(truth["cva_deg_clinical"], abs=5.0)
+
+
+def _walk_clip(studio: Studio, fps: float) -> ClipSpec:
+    """A school-age avatar crossing the booth's side camera once, left to right, then out of view."""
+    from training.synth.avatar.appearance import sample_appearance
+    from training.synth.avatar.builder import BodyRequest, build_bodies, stature_m
+    from training.synth.avatar.camera import role_camera
+    from training.synth.avatar.phenotype import Phenotype
+    from training.synth.avatar.pose import PoseParams
+    from training.synth.avatar.scene import make_scene
+    from training.synth.avatar.walk import sample_walk
+    from training.synth.posture import Posture
+
+    def render() -> RenderedClip:
+        rng = np.random.default_rng(11)
+        phenotype = Phenotype(sex="female", age_years=13.0)
+        pose = role_camera("booth-side", rng, (0.0, 1.0, 0.0), distance_m=(3.0, 3.0))
+        heading = 180.0 if pose.position[0] > 0 else 0.0  # so that the walk crosses the image left to right
+        span = abs(pose.position[0]) * math.tan(math.radians(pose.hfov_deg / 2)) + 0.7
+        sign = 1.0 if heading == 0.0 else -1.0
+        walk = sample_walk(rng, phenotype, stature_m(phenotype), Posture(), start=(0.0, -sign * span),
+                           heading_deg=heading)  # fmt: skip
+        n = int(2 * span / walk.gait.speed * fps)
+        bodies = build_bodies([BodyRequest(phenotype, walk.pose_at(PoseParams(), i / fps)) for i in range(n)])
+        scene = make_scene("corridor", rng, walk_length_m=2 * span + 2, contain=[pose.position])
+        clip, _ = studio.moving([*bodies, *[None] * int(0.8 * fps)], scene, pose.camera(640, 480),
+                                look=sample_appearance(rng), rng=rng, fps=fps)  # fmt: skip
+        clip.extra["cadence_spm"] = walk.gait.cadence
+        return clip
+
+    return ClipSpec("walk", {}, render)
+
+
+def test_a_clean_avatar_walk_is_one_screened_walk_through_at_the_real_booth(studio: Studio, anny_model: Any) -> None:
+    settings = {"direction": "left_to_right"}
+    perception = {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 2}, "max_persons": 2}
+    (result,) = run_clips("gait", [_walk_clip(studio, 15.0)], model_dir=MODEL_DIR, role_settings=settings,
+                          perception=perception)  # fmt: skip
+    assert len(result.messages) == 1, [m.outcome for m in result.messages]  # type: ignore[attr-defined]
+    walk = result.messages[0]
+    assert walk.outcome == "screened", walk.quality  # type: ignore[attr-defined]
+    cadence = walk.measures["cadence_spm"].value  # type: ignore[attr-defined]
+    assert cadence == pytest.approx(result.extra["cadence_spm"], rel=0.1)

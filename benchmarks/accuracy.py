@@ -410,57 +410,64 @@ def coverage(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> str:
 
 
 def gait_report(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    from training.metrics import pearson_ci, pearson_r
+
     lines: list[str] = []
     numbers: dict[str, Any] = {}
-    kinds = sorted({r["kind"] for r in records})
     lines.append("| clips | n | exactly one walk-through | any screened | outcomes |")
     lines.append("|---|---|---|---|---|")
-    for kind in kinds:
+    for kind in sorted({r["kind"] for r in records}):
         rows = [r for r in records if r["kind"] == kind]
         one = sum(1 for r in rows if len(r["messages"]) == 1)
-        screened = sum(1 for r in rows if any(m["outcome"] == "screened" for m in r["messages"]))
+        n_screened = sum(1 for r in rows if any(m["outcome"] == "screened" for m in r["messages"]))
         outcomes: dict[str, int] = {}
         for r in rows:
-            for m in r["messages"] or [{"outcome": "(no message)"}]:
-                outcomes[m["outcome"]] = outcomes.get(m["outcome"], 0) + 1
-        numbers[kind] = {"n": len(rows), "one": one, "screened": screened, "outcomes": outcomes}
-        lines.append(f"| {kind} | {len(rows)} | {one} | {screened} | "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + " |")  # fmt: skip
-    clean = [r for r in records if r["kind"] == "clean"]
-    screened = [(r, next(m for m in r["messages"] if m["outcome"] == "screened")) for r in clean
-                if any(m["outcome"] == "screened" for m in r["messages"])]  # fmt: skip
-    subjects = [r["subject"] for r, _ in screened]
-    lines.append("\n| measure | against | " + HEADER.split("\n", maxsplit=1)[0][3:] + "\n|---|---|---|---|---|---|---|")
-    pairs: list[tuple[str, str, list[float], list[float], list[str]]] = []
-    t_cad = [r["cadence_spm"] for r, _ in screened]
-    m_cad = [m["measures"].get("cadence_spm") or math.nan for _, m in screened]
-    pairs.append(("cadence_spm", "true cadence", t_cad, m_cad, subjects))
-    t_step = [r["step_time_s"] * 1000 for r, _ in screened]
-    m_step = [60000.0 / c if c and math.isfinite(c) and c > 0 else math.nan for c in m_cad]
-    pairs.append(("step time (ms, 60/cadence)", "true step time", t_step, m_step, subjects))
+            for msg in r["messages"] or [{"outcome": "(no message)"}]:
+                outcomes[msg["outcome"]] = outcomes.get(msg["outcome"], 0) + 1
+        numbers[kind] = {"n": len(rows), "one": one, "screened": n_screened, "outcomes": outcomes}
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+        lines.append(f"| {kind} | {len(rows)} | {one} | {n_screened} | {listed} |")
+    walks: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for r in records:
+        if r["kind"] == "clean":
+            walks += [(r, msg) for msg in r["messages"][:1] if msg["outcome"] == "screened"]
+    subjects = [r["subject"] for r, _ in walks]
+
+    def value(v: Any) -> float:
+        return math.nan if v is None else float(v)
+
+    lines.append("\n| measure | against | n | MAE [95 % CI] | bias [95 % CI] | r | Bland–Altman limits |")
+    lines.append("|---|---|---|---|---|---|---|")
+    m_cad = [value(msg["measures"].get("cadence_spm")) for _, msg in walks]
+    pairs: list[tuple[str, str, list[float], list[float]]] = [
+        ("cadence_spm", "true cadence", [r["cadence_spm"] for r, _ in walks], m_cad),
+        ("step time (ms, 60/cadence)", "true step time", [r["step_time_s"] * 1000 for r, _ in walks],
+         [60000.0 / c if c > 0 else math.nan for c in m_cad]),
+    ]  # fmt: skip
     for name in GAIT_MEASURES:
-        t = [(r.get("landmark_truth") or {}).get(name) for r, _ in screened]
-        m = [m["measures"].get(name) for _, m in screened]
-        pairs.append((name, "exact landmarks", [math.nan if v is None else v for v in t],
-                      [math.nan if v is None else v for v in m], subjects))  # fmt: skip
-    for label, against, t, m, subj in pairs:
-        a = agreement(t, m, subj)
+        truth = [value((r.get("landmark_truth") or {}).get(name)) for r, _ in walks]
+        pairs.append((name, "exact landmarks", truth, [value(msg["measures"].get(name)) for _, msg in walks]))
+    for label, against, t, m in pairs:
+        a = agreement(t, m, subjects)
         numbers[f"{label} vs {against}"] = a.as_dict()
         lines.append(f"| {label} | {against} | {agreement_row(a)} |")
     lines.append("\n| asymmetry measure | true asymmetry | n | r [95 % CI] |\n|---|---|---|---|")
-    from training.metrics import pearson_ci, pearson_r
-
-    for name, true_key in (("step_time_asymmetry_pct", "step_time_asymmetry"),
-                           ("step_length_asymmetry_pct", "step_length_asymmetry"),
-                           ("arm_swing_asymmetry_pct", "arm_swing_asymmetry"),
-                           ("shoulder_height_diff_deg", "cobb_deg"), ("pelvic_obliquity_deg", "cobb_deg"),
-                           ("trunk_lateral_lean_deg", "cobb_deg")):  # fmt: skip
-        t = np.array([r[true_key] for r, m in screened if m["measures"].get(name) is not None], float)
-        m = np.array([m["measures"][name] for _, m in screened if m["measures"].get(name) is not None], float)
-        r = pearson_r(t, m)
-        lo, hi = pearson_ci(r, len(t))
-        numbers[f"r {name} ~ {true_key}"] = {"n": len(t), "r": r, "ci": [lo, hi]}
-        lines.append(f"| {name} | {true_key} | {len(t)} | {fmt(r, 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}] |")
+    for name, true_key in (
+        ("step_time_asymmetry_pct", "step_time_asymmetry"),
+        ("step_length_asymmetry_pct", "step_length_asymmetry"),
+        ("arm_swing_asymmetry_pct", "arm_swing_asymmetry"),
+        ("shoulder_height_diff_deg", "cobb_deg"),
+        ("pelvic_obliquity_deg", "cobb_deg"),
+        ("trunk_lateral_lean_deg", "cobb_deg"),
+    ):
+        kept = [(float(r[true_key]), value(msg["measures"].get(name))) for r, msg in walks]
+        kept = [(a, b) for a, b in kept if math.isfinite(b)]
+        true_values = np.array([a for a, _ in kept], np.float64)
+        measured = np.array([b for _, b in kept], np.float64)
+        r_value = pearson_r(true_values, measured)
+        lo, hi = pearson_ci(r_value, len(kept))
+        numbers[f"r {name} ~ {true_key}"] = {"n": len(kept), "r": r_value, "ci": [lo, hi]}
+        lines.append(f"| {name} | {true_key} | {len(kept)} | {fmt(r_value, 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}] |")
     return "\n".join(lines), numbers
 
 

@@ -218,7 +218,7 @@ class Studio:
         frame = self.renderer.render(mesh, scene, camera, look)
         bare = replace(scene, props=())
         unhidden = self.renderer.render(mesh, bare, camera, look).silhouette
-        hidden = 1.0 - np.count_nonzero(frame.silhouette) / max(np.count_nonzero(unhidden), 1)
+        hidden = 1.0 - float(np.count_nonzero(frame.silhouette)) / max(float(np.count_nonzero(unhidden)), 1.0)
         empty = self.renderer.render(None, scene, camera, look)
         imaging = sample_imaging(rng)
         truth = self._truth(frame, mesh, points, camera)
@@ -236,7 +236,9 @@ class Studio:
         from training.synth.avatar.imaging import apply_imaging, sample_imaging
 
         imaging = sample_imaging(rng)
-        frames, truths, points = [], [], []
+        frames: list[np.ndarray] = []
+        truths: list[Truth] = []
+        points: list[Any] = []
         for body in bodies:
             if body is None:
                 frame = self.renderer.render(None, scene, camera, look)

@@ -8,7 +8,7 @@ MODEL_DIR ?= $(HOME)/.cache/edgescreen/models
 PYTEST_ARGS ?=
 export EDGESCREEN_MODEL_DIR := $(MODEL_DIR)
 
-.PHONY: help venv install system-deps models lint typecheck test test-all demo bench install-system uninstall-system clean
+.PHONY: help venv install system-deps models lint typecheck test test-all demo gpu-check bench install-system uninstall-system clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,10 @@ test-all: system-deps venv models  ## everything that runs without a GPU, slow t
 
 demo: system-deps venv models  ## office posture monitor end to end on a built-in clip
 	$(BIN)/edgescreen demo
+
+gpu-check:  ## TensorRT engines, edge run and published-size training on a GPU: make gpu-check OUT=DIR [WHEELS=DIR]
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=DIR [WHEELS=DIR]" >&2; exit 2; }
+	@scripts/gpu-check.sh $(OUT) $(if $(WHEELS),--wheels $(WHEELS))
 
 bench: venv models  ## print the benchmark figures recorded in docs/benchmarks.md
 	$(BIN)/python benchmarks/perception.py

@@ -1,9 +1,15 @@
-"""Head lateral / sagittal shift regressor: a small CNN trained on synthetic images (study 002)."""
+"""Head lateral / sagittal shift regressor: a small CNN trained on synthetic images (study 002).
+
+The shift is a position (the head's place in a square the trunk frames), so the head keeps where things are: the
+last feature map is pooled to a POOLED x POOLED grid and flattened, not averaged to one vector, which would leave
+position only to the padding's edge effects (a first version did, and reached r 0.26 on 600 avatar images)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+POOLED = 4  # side of the pooled grid the regression head reads
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -30,8 +36,10 @@ class HeadShiftCNN(nn.Module):
             layers.append(_block(cin, cout))
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(cin, 64), nn.ReLU(inplace=True), nn.Linear(64, outputs))
+        self.avgpool = nn.AdaptiveAvgPool2d(POOLED)
+        self.head = nn.Sequential(
+            nn.Dropout(0.2), nn.Linear(cin * POOLED * POOLED, 64), nn.ReLU(inplace=True), nn.Linear(64, outputs)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(torch.flatten(self.avgpool(self.features(x)), 1))

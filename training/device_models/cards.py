@@ -1,0 +1,105 @@
+"""Model cards of the device models: what each learned from, its subject-disjoint CV figures with their 95 % CIs,
+what it is for and where it stops. The chain writes each card into its ONNX metadata (contract.model_card) and as a
+section of docs/models.md (between markers, one per model, so a new run replaces its own section only)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DISCLAIMER = "Synthetic, not clinical: trained and evaluated on rendered avatars only."
+CARDS_HEADING = "## Device models trained on avatars (model cards)"
+
+
+def base_card(
+    *, name: str, task: str, arch: str, report: dict[str, Any], figures: dict[str, Any], data: dict[str, Any],
+    intended_use: str, limits: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """A card (JSON-ready) from a training report (training.train.run_training) and its CV figures."""
+    cfg = report.get("config", {})
+    return {
+        "trained": True,
+        "name": name,
+        "task": task,
+        "arch": arch,
+        "data_sha256": report["data"]["sha256"],
+        "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "data": data,
+        "training": {
+            "folds": cfg.get("folds"), "epochs": cfg.get("epochs"), "width": cfg.get("width"), "seed": cfg.get("seed"),
+            "final_fit": "all subjects", "seconds": report.get("seconds"), "model_kwargs": report.get("model_kwargs"),
+        },
+        "cv": figures,
+        "intended_use": intended_use,
+        "limits": limits,
+        "disclaimer": DISCLAIMER,
+    }  # fmt: skip
+
+
+def _ci(value: Any, ci: Any) -> str:
+    if value is None:
+        return "n/a"
+    if not ci or ci[0] is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+
+def headline(card: dict[str, Any]) -> str:
+    """One line of the card's pooled CV figures."""
+    pooled = card["cv"]["pooled"]
+    if "auc" in pooled:
+        ci = pooled.get("ci95", {})
+        recall = ", ".join(f"{r:.2f}" if r is not None else "n/a" for r in pooled.get("recall_per_class", []))
+        return (f"AUC {_ci(pooled['auc'], ci.get('auc'))}, accuracy {_ci(pooled['accuracy'], ci.get('accuracy'))}, "
+                f"recall per class {recall}")  # fmt: skip
+    parts = []
+    for key, value in pooled.items():
+        if isinstance(value, dict) and "r" in value:
+            parts.append(f"{key} r {_ci(value['r'], value['r_ci95'])}, MAE {_ci(value['mae'], value['mae_ci95'])}")
+    return "; ".join(parts)
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card as a docs/models.md section."""
+    d, t = card["data"], card["training"]
+    lines = [
+        f"### `{card['name']}` ({card['task']}, {card['arch']})",
+        "",
+        f"- **{DISCLAIMER}**",
+        f"- Data: {d.get('source')}; {d.get('images', d.get('samples'))} samples of {d.get('subjects')} subjects; "
+        f"targets: {d.get('targets', d.get('labels', 'n/a'))}. Held out for parity and INT8 calibration: "
+        f"{d.get('held_out')}. Data sha256 `{card['data_sha256'][:16]}`.",
+        f"- Training: {t.get('folds')}-fold subject-disjoint CV, at most {t.get('epochs')} epochs, width "
+        f"{t.get('width')}, seed {t.get('seed')}; the shipped weights are a final fit on all subjects "
+        f"({t.get('seconds')} s in all on the 2-core x86-64 machine, no GPU).",
+        f"- CV (pooled out-of-fold, 95 % CI by subject bootstrap): {headline(card)}.",
+    ]
+    for column in ("sex", "age_group"):
+        groups = card["cv"].get(f"by_{column}") or {}
+        if groups:
+            cells = "; ".join(f"{k}: {headline({'cv': {'pooled': v}})}" for k, v in groups.items())
+            lines.append(f"- By {column.replace('_', ' ')}: {cells}.")
+    if card.get("precision"):
+        lines.append(f"- Shipped precision: {card['precision']}. {card.get('precision_note', '')}".rstrip())
+    lines.append(f"- Intended use: {card['intended_use']}")
+    lines += ["- Limits:", *(f"  - {limit}" for limit in card["limits"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_cards(path: Path, cards: list[dict[str, Any]]) -> None:
+    """Put each card's section into `path` (markdown), replacing the section of the same model if present."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if CARDS_HEADING not in text:
+        text = text.rstrip("\n") + f"\n\n{CARDS_HEADING}\n\n" + (
+            "Written by `edgescreen models train-device`: one card per model, the same card that the model's ONNX "
+            "metadata carries (`edgescreen.model_card`).\n"
+        )  # fmt: skip
+    for card in cards:
+        start, end = f"<!-- model-card:{card['name']} -->", f"<!-- /model-card:{card['name']} -->"
+        block = f"{start}\n{card_markdown(card)}{end}\n"
+        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+        found = pattern.search(text)
+        text = text[: found.start()] + block + text[found.end() :] if found else text.rstrip("\n") + "\n\n" + block
+    path.write_text(text, encoding="utf-8")

@@ -1,13 +1,13 @@
 """Step `runtime`: the real device runtime, `edgescreen edge run`, on the TensorRT backend, one clip per role.
 
 Each role runs with its shipped profile (firmware_config/profiles/) changed only where a test bench must:
-the camera is a clip read as fast as the runtime takes it, the backend is TensorRT (FP16, engines from the
-engine steps' cache, no fallback: a missing engine fails the step), the broker is an address where nobody
-listens (delivery runs in its own thread and costs nothing per frame), heartbeats every second. fps is the
-median of the heartbeats' `processed` rate after the first; GPU memory is the most `nvidia-smi` saw for the
-process (or, where it lists no processes, the rise of the GPU's used memory over the run); peak RSS is the
-process's VmHWM. A Jetson's nvidia-smi (if any) does not list per-process memory: there peak RSS is the
-figure, since its GPU shares system memory.
+the camera is a clip read as fast as the runtime takes it; the backend is TensorRT (FP16, no fallback), its
+engines built first by `edgescreen engine build --profile` (reused from the engine steps' cache); the broker
+is an address where nobody listens (delivery runs in its own thread and costs nothing per frame);
+heartbeats every second. fps is the median of the heartbeats' `processed` rate after the first; GPU memory
+is the most `nvidia-smi` saw for the process (or, where it lists no processes, the rise of the GPU's used
+memory over the run); peak RSS is the process's VmHWM. A Jetson's nvidia-smi (if any) does not list
+per-process memory: there peak RSS is the figure, since its GPU shares system memory.
 """
 
 from __future__ import annotations
@@ -189,6 +189,21 @@ def edge_run(
     credentials.mkdir(exist_ok=True)
     (credentials / "site-secret").write_bytes(secrets.token_bytes(32))  # the booth's pseudonym key, for this run
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(credentials), "EDGESCREEN_MODEL_DIR": model_dir}
+    engines_s = None
+    if backend == "tensorrt":
+        # the engines this profile looks up, as the device's one-shot build service makes them (reused from
+        # the cache when the engine steps built them already)
+        t0 = time.monotonic()
+        build = subprocess.run(
+            [sys.executable, "-m", "edgescreen", "engine", "build", "--profile", str(profile)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        engines_s = round(time.monotonic() - t0, 1)
+        if build.returncode != 0:
+            # it says one line per model that failed, then the sum: keep the first and the sum
+            said = [line.strip() for line in build.stderr.splitlines() if line.strip()]
+            why = "; ".join(dict.fromkeys(said[:1] + said[-1:]))
+            raise RuntimeError(f"engine build --profile exited with {build.returncode}: {why}")
     cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--model-dir", model_dir,
            "--duration", str(max_duration_s)]  # fmt: skip
     log_path = folder / f"{role}.log"
@@ -217,5 +232,6 @@ def edge_run(
         "gpu_memory_source": gpu_source,
         "peak_rss_mb": None if watch.rss_mb is None else round(watch.rss_mb, 1),
         "wall_s": round(wall, 1),
+        "engines_s": engines_s,
         "log": str(log_path),
     }

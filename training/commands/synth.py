@@ -91,7 +91,9 @@ def _register_avatars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--video", action="store_true", help="one MPEG-4 clip per subject instead of still images")
     p.add_argument("--size", type=_size, default=(640, 480), help="image size WIDTHxHEIGHT (default 640x480)")
-    p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet of 8 frames")
+    p.add_argument(
+        "--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet: the first frame of 8 subjects"
+    )
     p.set_defaults(func=_avatars)
 
 

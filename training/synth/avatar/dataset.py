@@ -32,8 +32,9 @@ from training.synth.avatar.scenes import (
 )
 
 log = logging.getLogger(__name__)
-SHEET_TILES = 8  # a contact sheet shows this many frames, four to a row
-SHEET_TILE_WIDTH = 240
+SHEET_TILES = 8  # a contact sheet shows the first frame of this many subjects, four to a row
+SHEET_TILE_WIDTH = 200
+SHEET_LEVELS = 32  # per channel: fewer levels keep a sheet of noisy photos small as a PNG
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def write_avatar_set(
                 name = f"images/{f.subject}_{f.frame:02d}{ext}"
                 (root / name).write_bytes(data)
                 truth.write(_line(f, name, index=None) + "\n")
-                if len(sheet) < SHEET_TILES:
+                if len(sheet) < SHEET_TILES and f.frame == 0:  # one image per subject
                     sheet.append(f.rgb)
                 images += 1
                 lines += 1
@@ -126,7 +127,7 @@ def _write_clip(path: Path, frames: Iterable[np.ndarray], fps: float, size: tupl
 
 
 def write_contact_sheet(path: str | Path, tiles: list[np.ndarray], *, columns: int = 4) -> Path:
-    """A PNG grid of `tiles` (RGB), each scaled to SHEET_TILE_WIDTH pixels wide."""
+    """A PNG grid of `tiles` (RGB), each scaled to SHEET_TILE_WIDTH pixels wide, SHEET_LEVELS levels a channel."""
     if not tiles:
         raise ValueError("contact sheet: no frames to show")
     h, w = tiles[0].shape[:2]
@@ -137,6 +138,8 @@ def write_contact_sheet(path: str | Path, tiles: list[np.ndarray], *, columns: i
     for i, t in enumerate(small):
         r, c = divmod(i, columns)
         grid[r * th : (r + 1) * th, c * SHEET_TILE_WIDTH : (c + 1) * SHEET_TILE_WIDTH] = t
+    step = 256 // SHEET_LEVELS
+    grid = (grid // step * step + step // 2).astype(np.uint8)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), grid[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9]):

@@ -254,7 +254,9 @@ def _head_plan(seed: int, index: int, n_frames: int, clip: bool) -> SubjectPlan:
     return SubjectPlan(kind, index, seed, phenotype, requests, times, asked, "front", None)
 
 
-WALK_SPAN_M = {"front": 3.0, "back": 3.0, "side": 2.4, "oblique": 3.0}
+# A screening corridor walk: long enough for at least three gait cycles in the camera's view (a student's stride
+# is about 1.0-1.3 m), as a booth needs two whole cycles after the walk's start and end are cut.
+WALK_SPAN_M = {"front": 6.0, "back": 6.0, "side": 6.0, "oblique": 6.0}
 
 
 def _walk_plan(seed: int, index: int, n_frames: int | None, clip: bool) -> SubjectPlan:
@@ -346,15 +348,17 @@ def _walk_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator) 
     height = float(first.blazepose[:, 1].max())
     target = np.array([walk.start[0], 0.55 * height, 0.0])
     heading = plan.extra["heading_deg"]
+    span = plan.extra["span_m"]
     if plan.view in ("front", "back"):  # the camera at the corridor's +z end
-        pose = role_camera("booth-end", rng, target, distance_m=(4.5, 6.5))
+        # the walk's near end stays 3.0-4.5 m from the camera, so the whole student is in view there
+        pose = role_camera("booth-end", rng, target, distance_m=(span / 2 + 3.0, span / 2 + 4.5))
     elif plan.view == "oblique":
         pose = role_camera("booth-end", rng, target, azimuth_deg=float(rng.uniform(25, 45)), both_sides=True,
-                           distance_m=(4.0, 6.0))  # fmt: skip
+                           distance_m=(span / 2 + 2.5, span / 2 + 4.5))  # fmt: skip
     else:
-        # Far enough back that a whole student stays in view (the role's nearest mount crops the head).
-        pose = role_camera("booth-side", rng, target, facing_deg=heading, distance_m=(2.3, 3.0))
-    span = plan.extra["span_m"]
+        # Far enough back that a whole student stays in view over most of the walk (the role's nearest mount crops
+        # the head, and at 2-3 m only about one gait cycle fits across the image).
+        pose = role_camera("booth-side", rng, target, facing_deg=heading, distance_m=(4.0, 4.8))
     ends = [(walk.start[0] + dx, 0.0, z) for dx in (-0.6, 0.6) for z in (-span / 2 - 0.5, span / 2 + 0.5)]
     backdrop = "photo" if rng.random() < 0.15 else "corridor"
     contain = [pose.position, *ends] if backdrop != "photo" else ()

@@ -122,7 +122,7 @@ def test_data_parallel_step_averages_gradients_and_batchnorm_statistics_over_the
 
 
 def test_two_processes_match_the_single_process_result(tmp_path: Path) -> None:
-    single, _ = _train(tmp_path / "single")
+    single, _ = _train(tmp_path / "single", "--threads", "1")
     multi, run = _train(tmp_path / "multi", "--nproc", "2")
     # the fits fanned out: rank 0 the first fold and the final fit, rank 1 the second fold
     assert "rank 0 of 2: fit(s) fold 1, final fit" in run.stderr and "rank 1 of 2: fit(s) fold 2" in run.stderr
@@ -131,6 +131,11 @@ def test_two_processes_match_the_single_process_result(tmp_path: Path) -> None:
     assert multi["data"]["sha256"] == single["data"]["sha256"] and "final_fit" in multi
     assert (tmp_path / "multi" / "model.pt").is_file()
     assert run.stdout.count("report.md") == 1, run.stdout  # one process tells
+    # each fit trained whole by one process: at the single run's thread count, the very same numbers
+    same, _ = _train(tmp_path / "same-threads", "--nproc", "2", "--threads", "1")
+    assert same["pooled"] == single["pooled"]
+    assert [f["history"] for f in same["folds"]] == [f["history"] for f in single["folds"]]
+    assert same["final_fit"] == single["final_fit"]
 
 
 def test_more_processes_than_fits_train_a_fold_data_parallel(tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ class Trainer:
             return x[int(idx[0])][:TEST_FRAME_LIMIT][None].to(self.device)
         xb = x[torch.as_tensor(idx)]
         if train and self.data.input_spec.get("layout") == "NCHW":
-            xb = _augment_images(xb, gen)
+            # the head shift is the head's place in the frame: a translation would change the target it keeps
+            xb = _augment_images(xb, gen, max_shift=0.0 if self.cfg.task == "head-shift" else 0.06)
         return xb.to(self.device)
 
     def _forward(self, model: nn.Module, idx: np.ndarray, train: bool, gen: torch.Generator) -> tuple[Tensor, Any]:
@@ -234,7 +235,7 @@ def _augment_images(x: Tensor, gen: torch.Generator, max_shift: float = 0.06) ->
     """Small random translations and contrast changes (no flips: left/right carries meaning in these tasks)."""
     n, _, h, w = x.shape
     out = torch.empty_like(x)
-    limit = max(1, int(max_shift * min(h, w)))
+    limit = max(1, int(max_shift * min(h, w))) if max_shift > 0 else 0
     shifts = torch.randint(-limit, limit + 1, (n, 2), generator=gen)
     gains = 1.0 + 0.1 * (torch.rand(n, generator=gen) * 2 - 1)
     for i in range(n):

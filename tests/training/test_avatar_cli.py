@@ -39,6 +39,15 @@ def test_same_seed_gives_byte_identical_images(tmp_path: Path, anny_model: Any) 
     }
 
 
+def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path: Path, anny_model: Any) -> None:
+    # 9 head-station images are two body batches (8 + 1), so two workers each render one.
+    _run(tmp_path / "one", "head-station", 9, 2)
+    _run(tmp_path / "two", "head-station", 9, 2, "--workers", "2")
+    one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert len([k for k in one if k.startswith("images/")]) == 9
+    assert one == two
+
+
 @pytest.mark.parametrize("scene", ["office-desk", "booth-walk", "head-station"])
 def test_truth_lines_carry_every_metric_of_the_role(tmp_path: Path, anny_model: Any, scene: str) -> None:
     _run(tmp_path, scene, 2, 1)

@@ -94,6 +94,8 @@ def _register_avatars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet: the first frame of 8 subjects"
     )
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="stills: render on this many processes, one per core (same bytes whatever the number)")  # fmt: skip
     p.set_defaults(func=_avatars)
 
 
@@ -140,6 +142,7 @@ def _avatars(args: argparse.Namespace) -> int:
             width=width,
             height=height,
             contact_sheet=args.contact_sheet,
+            workers=args.workers,
         )
     except ValueError as exc:
         raise UsageError(f"synth avatars: {exc}") from exc

@@ -24,12 +24,11 @@ from training.synth.avatar.scenes import (
     CLIP_FPS,
     ROLE_METRICS,
     ROLE_OF_SCENE,
-    AvatarFrame,
     SceneRenderer,
     check_kind,
     iter_clips,
-    iter_images,
 )
+from training.synth.avatar.workers import iter_encoded
 
 log = logging.getLogger(__name__)
 SHEET_TILES = 8  # a contact sheet shows the first frame of this many subjects, four to a row
@@ -45,11 +44,11 @@ class AvatarSetSummary:
     lines: int
 
 
-def _line(frame: AvatarFrame, image: str, *, index: int | None) -> str:
+def _line(truth: dict[str, Any], image: str, *, index: int | None) -> str:
     record: dict[str, Any] = {"image": image}
     if index is not None:
         record["frame"] = index
-    record.update(frame.truth)
+    record.update(truth)
     return json.dumps(record, separators=(",", ":"), allow_nan=False)
 
 
@@ -63,37 +62,41 @@ def write_avatar_set(
     width: int = 640,
     height: int = 480,
     contact_sheet: str | Path | None = None,
+    workers: int = 1,
 ) -> AvatarSetSummary:
-    """`n` images (or, with `video`, `n` clips) of scene `kind` from `seed` into `out`."""
+    """`n` images (or, with `video`, `n` clips) of scene `kind` from `seed` into `out`; stills rendered by
+    `workers` processes (workers.iter_encoded: the same bytes whatever their number)."""
     check_kind(kind)
     if n < 1:
         raise ValueError(f"avatar set: n must be >= 1, got {n}")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    renderer = SceneRenderer(width, height)
+    renderer = SceneRenderer(width, height) if video or workers == 1 else None
     sheet: list[np.ndarray] = []
     images = clips = lines = 0
     with (root / "truth.jsonl").open("w", encoding="utf-8") as truth:
         if video:
             (root / "clips").mkdir(exist_ok=True)
-            for clip in iter_clips(kind, n, seed, renderer=renderer):
+            for clip in iter_clips(kind, n, seed, renderer=renderer or SceneRenderer(width, height)):
                 name = f"clips/{clip.subject}.mp4"
                 _write_clip(root / name, (f.rgb for f in clip.frames), CLIP_FPS[kind], (width, height))
                 for f in clip.frames:
-                    truth.write(_line(f, name, index=f.frame) + "\n")
+                    truth.write(_line(f.truth, name, index=f.frame) + "\n")
                     lines += 1
                 if len(sheet) < SHEET_TILES:
                     sheet.append(clip.frames[len(clip.frames) // 2].rgb)
                 clips += 1
         else:
             (root / "images").mkdir(exist_ok=True)
-            for f in iter_images(kind, n, seed, renderer=renderer):
-                ext, data = f.encode()
-                name = f"images/{f.subject}_{f.frame:02d}{ext}"
-                (root / name).write_bytes(data)
-                truth.write(_line(f, name, index=None) + "\n")
-                if len(sheet) < SHEET_TILES and f.frame == 0:  # one image per subject
-                    sheet.append(f.rgb)
+            for e in iter_encoded(kind, n, seed, workers=workers, width=width, height=height, renderer=renderer):
+                name = f"images/{e.subject}_{e.frame:02d}{e.ext}"
+                (root / name).write_bytes(e.data)
+                truth.write(_line(e.truth, name, index=None) + "\n")
+                if len(sheet) < SHEET_TILES and e.frame == 0:  # one image per subject
+                    bgr = cv2.imdecode(np.frombuffer(e.data, np.uint8), cv2.IMREAD_COLOR)
+                    if bgr is None:
+                        raise RuntimeError(f"avatar set {root / name}: OpenCV could not decode its own image")
+                    sheet.append(np.ascontiguousarray(bgr[..., ::-1]))
                 images += 1
                 lines += 1
     meta = {

@@ -25,7 +25,7 @@ import numpy as np
 
 from training.synth.avatar.appearance import PATTERNS, Appearance, Garment
 from training.synth.avatar.mesh import AvatarMesh, Region
-from training.synth.avatar.scene import Scene, Surface, load_photo
+from training.synth.avatar.scene import Box, Scene, Surface, load_photo
 from training.synth.camera import Camera
 
 log = logging.getLogger(__name__)
@@ -331,8 +331,9 @@ class _Body:
             buf.release()
 
 
-class _SceneGL:
-    """A scene's surfaces (each with its texture) and its props, on the GPU."""
+class _RoomGL:
+    """A room's surfaces (each with its texture) on the GPU. The textures depend only on the room and the scene's
+    seed (Scene.surfaces), so scenes that differ in light or props share one _RoomGL."""
 
     def __init__(self, ctx: Any, program: Any, scene: Scene) -> None:
         self.surfaces: list[tuple[Surface, Any, Any]] = []
@@ -342,24 +343,21 @@ class _SceneGL:
             vao = ctx.vertex_array(program, [(buf, _SURFACE_LAYOUT, *_SURFACE_ATTRIBUTES)])
             self.surfaces.append((s, vao, _texture(ctx, s.texture)))
             self._buffers.append(buf)
-        self.props: Any = None
-        if scene.props:
-            data = np.concatenate([_box_vertices(b.centre, b.size, b.yaw_deg, b.colour) for b in scene.props])
-            buf = ctx.buffer(data.astype(np.float32).tobytes())
-            self._buffers.append(buf)
-            self.props = ctx.vertex_array(program, [(buf, _SURFACE_LAYOUT, *_SURFACE_ATTRIBUTES)])
 
     def release(self) -> None:
         for _, vao, tex in self.surfaces:
             vao.release()
             tex.release()
-        if self.props is not None:
-            self.props.release()
         for buf in self._buffers:
             buf.release()
 
 
+def _room_key(scene: Scene) -> tuple[Any, ...]:
+    return (scene.room, scene.seed)
+
+
 _SURFACE_LAYOUT = "3f 3f 2f 3f"
+_PROP_BOXES = 32  # boxes the props buffer holds before it grows
 _SURFACE_ATTRIBUTES = ("in_pos", "in_normal", "in_uv", "in_colour")
 _WHITE = np.ones(3)
 
@@ -414,8 +412,9 @@ class AvatarRenderer:
     share the process's GL context. Not thread-safe: use one thread (or one process) per renderer."""
 
     def __init__(self, width: int = 640, height: int = 480, *, scene_cache: int = 8) -> None:
-        """`scene_cache`: how many scenes keep their textures on the GPU (about 10 MB each). Drawing a new scene's
-        textures costs tens of milliseconds, so a data set should cycle through a pool of at most this many."""
+        """`scene_cache`: how many rooms keep their textures on the GPU (about 10 MB each). Drawing a new room's
+        textures costs tens of milliseconds, so a data set should cycle through a pool of at most this many rooms
+        (scenes.room_pool); a scene's light and props (desk, chair) may change freely without redrawing them."""
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise ValueError(f"AvatarRenderer: image size must be 16..8192 pixels a side, got {width}x{height}")
         if scene_cache < 1:
@@ -436,7 +435,12 @@ class AvatarRenderer:
             self.surface_program, [(self._photo_buf, _SURFACE_LAYOUT, *_SURFACE_ATTRIBUTES)]
         )
         self._body: _Body | None = None
-        self._scenes: OrderedDict[Scene, _SceneGL] = OrderedDict()
+        self._rooms: OrderedDict[tuple[Any, ...], _RoomGL] = OrderedDict()
+        self._props_buf = ctx.buffer(reserve=_PROP_BOXES * 36 * 11 * 4, dynamic=True)
+        self._props_vao = ctx.vertex_array(
+            self.surface_program, [(self._props_buf, _SURFACE_LAYOUT, *_SURFACE_ATTRIBUTES)]
+        )
+        self._props_key: tuple[Box, ...] = ()
         self._photos: OrderedDict[str, Any] = OrderedDict()
         self.surface_program["u_texture"].value = 0
 
@@ -473,14 +477,14 @@ class AvatarRenderer:
         # Nearest first, so that the early depth test skips the wall pixels the body and props hide.
         if mesh is not None:
             self._draw_body(mesh, look)
-        scene_gl = self._scene_gl(scene)
+        room_gl = self._room_gl(scene)
         prog = self.surface_program
         prog["u_unlit"].value = 0
         prog["u_textured"].value = 0
-        if scene_gl.props is not None:
-            scene_gl.props.render(moderngl.TRIANGLES)
+        if scene.props:
+            self._draw_props(scene.props)
         prog["u_textured"].value = 1
-        for surface, vao, tex in scene_gl.surfaces:
+        for surface, vao, tex in room_gl.surfaces:
             # Walls are seen from inside only: one seen from behind (a camera in or beyond it) is not drawn.
             if surface.one_sided and float(np.dot(surface.normal, eye - surface.origin)) <= 0.0:
                 continue
@@ -541,15 +545,28 @@ class AvatarRenderer:
         tex.use(0)
         self._photo_vao.render(moderngl.TRIANGLES)
 
-    def _scene_gl(self, scene: Scene) -> _SceneGL:
-        found = self._scenes.get(scene)
+    def _room_gl(self, scene: Scene) -> _RoomGL:
+        key = _room_key(scene)
+        found = self._rooms.get(key)
         if found is None:
-            found = _SceneGL(self.ctx, self.surface_program, scene)
-            self._scenes[scene] = found
-            if len(self._scenes) > self.scene_cache:
-                self._scenes.popitem(last=False)[1].release()
-        self._scenes.move_to_end(scene)
+            found = _RoomGL(self.ctx, self.surface_program, scene)
+            self._rooms[key] = found
+            if len(self._rooms) > self.scene_cache:
+                self._rooms.popitem(last=False)[1].release()
+        self._rooms.move_to_end(key)
         return found
+
+    def _draw_props(self, props: tuple[Box, ...]) -> None:
+        """The props' boxes, rewritten into one buffer when they change (a few hundred vertices: cheap)."""
+        import moderngl
+
+        if props != self._props_key:
+            data = np.concatenate([_box_vertices(b.centre, b.size, b.yaw_deg, b.colour) for b in props])
+            if len(props) > _PROP_BOXES:
+                self._props_buf.orphan(data.astype(np.float32).nbytes)
+            self._props_buf.write(data.astype(np.float32).tobytes())
+            self._props_key = props
+        self._props_vao.render(moderngl.TRIANGLES, vertices=36 * len(props))
 
     def _read(self, camera: Camera) -> Frame:
         h, w = self.height, self.width

@@ -52,7 +52,7 @@ from training.synth.avatar.phenotype import Phenotype, sample_phenotype
 from training.synth.avatar.points import visibility_tolerance
 from training.synth.avatar.pose import PoseParams, sample_scoliosis, seated
 from training.synth.avatar.render import AvatarRenderer, Frame
-from training.synth.avatar.scene import Scene, make_scene
+from training.synth.avatar.scene import Scene, _enclose, make_scene
 from training.synth.avatar.truth import HEADPOSE_METRICS, frame_truth, gait_truth
 from training.synth.avatar.walk import WalkCycle, sample_walk
 from training.synth.body import head_orientation
@@ -315,6 +315,29 @@ def check_kind(kind: str) -> None:
 # --- cameras and scenes, once the bodies exist ------------------------------------------------------------------
 
 
+# A set's rooms come from a pool of ROOM_POOL[kind] rooms per backdrop (8 in all, the renderer's texture cache,
+# render.AvatarRenderer.scene_cache): drawing a room's textures costs 50-270 ms, more than rendering a subject.
+# Each subject draws a slot, gets that slot's room (grown to hold its camera where it lies outside; a booth corridor
+# always grows, so booth subjects draw their own rooms) and its own light, props and photo.
+ROOM_POOL: dict[str, dict[str, int]] = {
+    "office-desk": {"office": 6, "photo": 2},
+    "head-station": {"clinic": 4, "office": 2, "photo": 2},
+    "booth-walk": {"corridor": 6, "photo": 2},
+}
+_BACKDROP_CODES = {"office": 1, "clinic": 2, "corridor": 3, "photo": 4}
+
+
+def pooled_scene(plan: SubjectPlan, backdrop: str, rng: np.random.Generator, *,
+                 contain: Sequence[Sequence[float]] = (), **kwargs: Any) -> Scene:  # fmt: skip
+    """A scene of `backdrop` for `plan`'s subject whose room (and so its textures) is one of the set's pool: the
+    slot is drawn from the subject's `rng`, the room from (seed, scene, backdrop, slot) alone."""
+    slot = int(rng.integers(ROOM_POOL[plan.kind][backdrop]))
+    room_rng = np.random.default_rng([plan.seed, SCENE_CODES[plan.kind], 77, _BACKDROP_CODES[backdrop], slot])
+    pooled = make_scene(backdrop, room_rng, walk_length_m=kwargs.get("walk_length_m", 8.0))
+    scene = make_scene(backdrop, rng, room=_enclose(pooled.room, contain), **kwargs)
+    return replace(scene, seed=pooled.seed)
+
+
 def _office_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator) -> tuple[CameraPose, Scene]:
     a = first.anatomical
     head = np.asarray(a["head_center"], np.float64)
@@ -328,7 +351,8 @@ def _office_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator
         pose = role_camera("desk-monitor", rng, 0.5 * (head + hips), azimuth_deg=90.0, both_sides=True,
                            distance_m=(1.3, 2.0), hfov_deg=(55.0, 70.0), height_offset_m=(-0.1, 0.2))  # fmt: skip
     backdrop = "photo" if rng.random() < 0.2 else "office"
-    scene = make_scene(backdrop, rng, seated=first.seat, contain=[pose.position] if backdrop != "photo" else ())
+    scene = pooled_scene(plan, backdrop, rng, seated=first.seat,
+                         contain=[pose.position] if backdrop != "photo" else ())  # fmt: skip
     return pose, scene
 
 
@@ -338,7 +362,8 @@ def _head_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator) 
     pose = role_camera("head-station", rng, head - (0.0, 0.05, 0.0))
     u = rng.random()
     backdrop = "clinic" if u < 0.6 else ("office" if u < 0.8 else "photo")
-    scene = make_scene(backdrop, rng, seated=first.seat, contain=[pose.position] if backdrop != "photo" else ())
+    scene = pooled_scene(plan, backdrop, rng, seated=first.seat,
+                         contain=[pose.position] if backdrop != "photo" else ())  # fmt: skip
     chair_only = tuple(p for p in scene.props if not p.name.startswith("desk"))  # a station has no desk
     return pose, replace(scene, props=chair_only)
 
@@ -362,7 +387,7 @@ def _walk_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator) 
     ends = [(walk.start[0] + dx, 0.0, z) for dx in (-0.6, 0.6) for z in (-span / 2 - 0.5, span / 2 + 0.5)]
     backdrop = "photo" if rng.random() < 0.15 else "corridor"
     contain = [pose.position, *ends] if backdrop != "photo" else ()
-    scene = make_scene(backdrop, rng, walk_length_m=span + 2.0, contain=contain)
+    scene = pooled_scene(plan, backdrop, rng, walk_length_m=span + 2.0, contain=contain)
     return pose, scene
 
 
@@ -545,27 +570,50 @@ def iter_clips(
         yield from r.render([plan_subject(kind, seed, index, clip=True, n_frames=n_frames)], clip=True)
 
 
+def image_batches(kind: str, n: int, seed: int, *, batch_bodies: int = 8) -> list[list[tuple[int, int]]]:
+    """The subjects of an `n`-image set, in the batches whose bodies are built together: per batch a list of
+    (subject index, images of it), IMAGES_PER_SUBJECT per subject (the last may give fewer), at least
+    `batch_bodies` bodies a batch. The batches fix the float rounding of the bodies, so any process that renders a
+    batch gives the same images."""
+    check_kind(kind)
+    if n < 1:
+        raise ValueError(f"avatar scene {kind}: the number of images must be >= 1, got {n}")
+    del seed  # the batches depend on the set's size only; the argument keeps call sites uniform
+    k = IMAGES_PER_SUBJECT[kind]
+    batches: list[list[tuple[int, int]]] = []
+    left, index = n, 0
+    while left > 0:
+        group: list[tuple[int, int]] = []
+        while left > 0 and sum(c for _, c in group) < batch_bodies:
+            count = min(k, left)
+            group.append((index, count))
+            left -= count
+            index += 1
+        batches.append(group)
+    return batches
+
+
+def _still_plan(kind: str, seed: int, index: int, count: int) -> SubjectPlan:
+    if kind != "booth-walk":
+        return plan_subject(kind, seed, index, n_frames=count)
+    plan = plan_subject(kind, seed, index)  # a walk's stills are spread over the whole walk: keep the first ones
+    return replace(plan, requests=plan.requests[:count], times=plan.times[:count], asked=plan.asked[:count])
+
+
+def render_batch(renderer: SceneRenderer, kind: str, seed: int, batch: Sequence[tuple[int, int]]) -> list[Clip]:
+    """The stills of one batch from `image_batches`, rendered by `renderer`."""
+    return renderer.render([_still_plan(kind, seed, index, count) for index, count in batch])
+
+
 def iter_images(
     kind: str, n: int, seed: int, *, width: int = DEFAULT_SIZE[0], height: int = DEFAULT_SIZE[1],
     renderer: SceneRenderer | None = None, batch_bodies: int = 8,
 ) -> Iterator[AvatarFrame]:  # fmt: skip
     """`n` still images, IMAGES_PER_SUBJECT per subject (the last subject may give fewer), bodies of several
-    subjects built together (`batch_bodies` at least per call)."""
-    check_kind(kind)
-    if n < 1:
-        raise ValueError(f"avatar scene {kind}: the number of images must be >= 1, got {n}")
+    subjects built together (`batch_bodies` at least per call). workers.iter_encoded renders the same on several
+    processes."""
+    batches = image_batches(kind, n, seed, batch_bodies=batch_bodies)
     r = renderer or SceneRenderer(width, height)
-    k = IMAGES_PER_SUBJECT[kind]
-    left = n
-    index = 0
-    while left > 0:
-        group: list[SubjectPlan] = []
-        while left > 0 and sum(len(p.requests) for p in group) < batch_bodies:
-            plan = plan_subject(kind, seed, index, n_frames=min(k, left) if kind != "booth-walk" else None)
-            if len(plan.requests) > left:  # the last subject of a walk set: keep its first frames
-                plan = replace(plan, requests=plan.requests[:left], times=plan.times[:left], asked=plan.asked[:left])
-            group.append(plan)
-            left -= len(plan.requests)
-            index += 1
-        for clip in r.render(group):
+    for batch in batches:
+        for clip in render_batch(r, kind, seed, batch):
             yield from clip.frames

@@ -4,7 +4,9 @@ Models: the pose landmark model (pose_landmark_full, converted from MediaPipe) a
 training checkpoint given with --sconet-checkpoint, else freshly initialised, which the table says).
 INT8 is made by the export chain itself (`export.quantize`, static QDQ, per-channel weights) with the
 CPU activation scheme and with the TensorRT one; accuracy is the parity report of `export.verify`.
+`--trained FP32.onnx DATA` adds a trained export, calibrated and verified on held-out data of its task.
 Prints a markdown table. Usage: python benchmarks/quantization.py [--runs N] [--sconet-checkpoint F]
+[--trained FP32.onnx DATA ...]
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--sconet-checkpoint", type=Path, default=None)
+    parser.add_argument(
+        "--trained", nargs=2, action="append", default=[], metavar=("FP32_ONNX", "DATA"),
+        help="a trained FP32 export (e.g. from `edgescreen models train-device`) and held-out data of its task "
+        "in its real format (e.g. an avatar head-shift image folder); repeatable",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows = []
@@ -107,6 +114,8 @@ def main() -> int:
             jobs.append(("ScoNet-MT", sconet, "synthetic:24", note))
         except (ImportError, RuntimeError, ValueError) as exc:
             rows.append(f"| ScoNet-MT | - | - | - | - | - | - | not measured: {exc} |")
+        for model, data in args.trained:
+            jobs.append((Path(model).name.removesuffix(".onnx"), Path(model), data, "trained on avatars"))
         for label, fp32, data, note in jobs:
             info = describe(fp32)
             have_task_data = info.perception is not None or importlib.util.find_spec("training.data") is not None

@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from contract.labels import class_names
 from training.synth import labels as rules
 from training.synth.body import (
     Anthropometry,
     LimbPose,
     Skeleton,
     body_radii,
-    head_orientation,
     pose_body,
     sample_anthropometry,
 )
@@ -32,7 +32,6 @@ from training.synth.render import (
     normalise_silhouette,
     render_cervical_xray,
     render_mask,
-    render_person_image,
 )
 
 U8 = npt.NDArray[np.uint8]
@@ -121,33 +120,37 @@ def _seated(anthro: Anthropometry, posture: Posture) -> Skeleton:
     return pose_body(anthro, posture, SEATED, root=(0.0, SEAT_HEIGHT, 0.0), on_ground=False)
 
 
+def _avatar_subjects(kind: str, seed: int, n_subjects: int, per_subject: int) -> Any:
+    """Rendered avatar subjects 0 .. n_subjects - 1 (at least) of scene `kind`, their bodies built two subjects at
+    a time from subject 0, so a subject's images do not depend on the set's size (a smaller set is a prefix)."""
+    from training.datasets.avatar_common import rendered_subjects
+
+    yield from rendered_subjects(kind, seed, n_subjects + n_subjects % 2, batch_subjects=2, n_frames=per_subject)
+
+
+def _square(rgb: U8, size: int) -> U8:
+    """The whole frame resized to size x size, as the image-folder loader resizes a frame it reads."""
+    return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
+
+
 def posture_image(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:
-    """Side and oblique photos of seated office workers; label: CH risk from forward head posture."""
+    """Seated office workers at a desk, rendered as avatars (the `office-desk` scene: desk-monitor, oblique and side
+    cameras, the scene's camera degradations); label: CH risk from forward head posture (labels.ch_label). Each
+    640x480 frame is resized to size x size."""
     task = "posture-image"
     k = SAMPLES_PER_SUBJECT[task]
+    names = list(class_names(task))
     images = np.empty((n, size, size, 3), np.uint8)
     targets = np.empty(n, np.int64)
-    subjects = []
-    for i in range(n):
-        anthro, posture, label = _office_subject(seed, task, i // k)
-        rng = _rng(seed, task, i // k, i % k + 1)
-        skel = _seated(anthro, jitter_posture(posture, rng))
-        target = skel["pelvis"] + np.array([0.0, 0.38 * anthro.scale, 0.08])
-        view = _side_or_oblique(rng)
-        cam = view_camera(
-            rng,
-            size,
-            size,
-            view=view,
-            target=target,
-            subject_heading=0.0,
-            distance=(1.7, 2.1),
-            camera_height=(0.8, 1.2),
-            hfov=(48.0, 56.0),
-        )
-        images[i] = render_person_image(skel, cam, rng)
-        targets[i] = label.observed
-        subjects.append(_subject_id(task, i // k))
+    subjects: list[str] = []
+    for clip in _avatar_subjects("office-desk", seed, -(-n // k), k):
+        for frame in clip.frames:
+            i = len(subjects)
+            if i >= n:
+                break
+            images[i] = _square(frame.rgb, size)
+            targets[i] = names.index(str(frame.truth["label"]))
+            subjects.append(clip.subject)
     return SynthSet(images, targets, subjects)
 
 
@@ -269,45 +272,52 @@ def _skeleton(joints: npt.NDArray[np.float64], anthro: Anthropometry) -> Skeleto
 
 
 def head_shift(seed: int, n: int, size: int = IMAGE_SIZE) -> SynthSet:
-    """Head-and-shoulders photos from the front with random head pose and shift; targets: (lateral, sagittal)
-    shift in head widths."""
-    task = "head-shift"
-    k = SAMPLES_PER_SUBJECT[task]
+    """Head-and-shoulders crops of seated adults at the head-pose station, rendered as avatars and cut as the device
+    cuts them (training.datasets.avatar_head_shift: the square placed by the shoulder keypoints, study 002's
+    recipe); targets: (lateral, sagittal) shift in head widths with the rater's error. A frame whose shoulders the
+    device would not see is left out, so a subject gives up to 4 images (SAMPLES_PER_SUBJECT)."""
+    from training.datasets.avatar_head_shift import (
+        crop_box,
+        crop_square,
+        head_width_m,
+        jittered_keypoints,
+        shift_targets,
+    )
+
+    kind = "head-station"
+    k = SAMPLES_PER_SUBJECT["head-shift"]
     images = np.empty((n, size, size, 3), np.uint8)
     targets = np.empty((n, 2), np.float32)
-    subjects = []
-    truth = np.empty((n, 7), np.float32)
-    for i in range(n):
-        srng = _rng(seed, task, i // k)
-        anthro = sample_anthropometry(srng)
-        rng = _rng(seed, task, i // k, i % k + 1)
-        posture = sample_posture(rng, "cervical")
-        skel = _seated(anthro, posture)
-        target = skel["c7"] + np.array([0.0, 0.06 * anthro.scale, 0.0])
-        cam = view_camera(
-            rng,
-            size,
-            size,
-            view="front",
-            target=target,
-            distance=(0.9, 1.2),
-            camera_height=(float(target[1]) - 0.1, float(target[1]) + 0.1),
-            hfov=(38.0, 46.0),
-        )
-        images[i] = render_person_image(skel, cam, rng)
-        targets[i] = rules.head_shift_target(posture, anthro, rng)
-        yaw, pitch, roll = head_orientation(posture)
-        to_camera = cam.centre - skel["head"]
-        truth[i] = (
-            yaw,
-            pitch,
-            roll,
-            posture.head_lateral_shift / anthro.head_width,
-            posture.head_sagittal_shift / anthro.head_width,
-            float(np.degrees(np.arctan2(to_camera[0], to_camera[2]))),
-            float(np.degrees(np.arctan2(to_camera[1], np.hypot(to_camera[0], to_camera[2])))),
-        )
-        subjects.append(_subject_id(task, i // k))
+    truth = np.empty((n, len(HEAD_TRUTH_COLUMNS)), np.float32)
+    subjects: list[str] = []
+    wanted = -(-n // k)
+    while len(subjects) < n:  # more subjects when frames were left out
+        subjects.clear()
+        for clip in _avatar_subjects(kind, seed, wanted, k):
+            for frame in clip.frames:
+                i = len(subjects)
+                if i >= n:
+                    break
+                rng = _rng(seed, "head-shift", int(clip.subject[1:]), frame.frame)
+                box = crop_box(jittered_keypoints(frame.truth["keypoints"], rng), min_visibility=0.5)
+                if box is None:
+                    continue
+                images[i] = crop_square(frame.rgb, box, size)
+                width = head_width_m(frame.points)
+                asked = frame.truth["asked"]
+                targets[i] = shift_targets(asked, width, rng)
+                yaw, pitch, roll = (float(asked[k]) for k in ("head_yaw_deg", "head_pitch_deg", "head_roll_deg"))
+                truth[i] = (
+                    yaw,
+                    pitch,
+                    roll,
+                    asked["head_lateral_shift"] / width,
+                    asked["head_sagittal_shift"] / width,
+                    yaw - float(frame.truth["yaw_deg_camera"]),
+                    pitch - float(frame.truth["pitch_deg_camera"]),
+                )
+                subjects.append(clip.subject)
+        wanted += 2
     return SynthSet(images, targets, subjects, {"truth": truth, "truth_columns": list(HEAD_TRUTH_COLUMNS)})
 
 

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from contract.errors import EdgeScreenError
+from contract.receipts import RECEIPTS_KIND
 from contract.wire import RESERVED_NAMES, TOPIC_ROOT, check_not_reserved, device_kinds
 
 log = logging.getLogger(__name__)
@@ -354,8 +355,8 @@ def render_acl(root: Path) -> str:
     """The Mosquitto ACL for every identity issued under `root`.
 
     Devices: write only their own `edgescreen/v1/<site>/<device>/<kind>`, one topic per message kind (so a
-    device holds at most one retained message per kind in the broker), read nothing.
-    Collectors: read `edgescreen/v1/#`, write alerts only. Brokers: nothing (they are servers).
+    device holds at most one retained message per kind in the broker), read only their own receipts topic.
+    Collectors: read `edgescreen/v1/#`, write alerts and receipts only. Brokers: nothing (they are servers).
     A device issued under a reserved name (before names were reserved) gets nothing: its topics would be
     the system's, such as the site's alerts.
     """
@@ -369,12 +370,14 @@ def render_acl(root: Path) -> str:
                 log.warning("%s has a reserved name: no ACL entry; revoke it and issue it under another", identity)
             elif kind == "device":
                 own = f"{TOPIC_ROOT}/{pki.site}/{entry['name']}"
-                lines += [f"user {identity}", *(f"topic write {own}/{k}" for k in device_kinds()), ""]
+                writes = [f"topic write {own}/{k}" for k in device_kinds()]
+                lines += [f"user {identity}", *writes, f"topic read {own}/{RECEIPTS_KIND}", ""]
             elif kind == "collector":
                 lines += [
                     f"user {identity}",
                     f"topic read {TOPIC_ROOT}/#",
                     f"topic write {TOPIC_ROOT}/+/alerts",
+                    f"topic write {TOPIC_ROOT}/+/+/{RECEIPTS_KIND}",
                     "",
                 ]
     return "\n".join(lines)

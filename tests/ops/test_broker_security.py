@@ -115,8 +115,46 @@ def test_acl_file_lists_exactly_the_issued_identities(pki: Pki) -> None:
     acl = (pki.root / "acl").read_text()
     assert "user school1.dev-a\ntopic write edgescreen/v1/school1/dev-a/posture\n" in acl
     assert "user school1.dev-revoked" not in acl  # revocation also drops the ACL entry
-    assert "user collector.school1.c1\ntopic read edgescreen/v1/#\ntopic write edgescreen/v1/+/alerts" in acl
-    assert "topic read" not in acl.split("user collector")[0]  # no device reads anything
+    assert (
+        "user collector.school1.c1\ntopic read edgescreen/v1/#\ntopic write edgescreen/v1/+/alerts\n"
+        "topic write edgescreen/v1/+/+/receipts\n"
+    ) in acl
+    reads = {
+        block.split("\n", 1)[0]: re.findall(r"^topic read (.*)$", block, flags=re.M) for block in acl.split("user ")[1:]
+    }
+    # A device reads its own receipts and nothing else.
+    assert reads["school1.dev-a"] == ["edgescreen/v1/school1/dev-a/receipts"]
+    assert reads["school1.dev-b"] == ["edgescreen/v1/school1/dev-b/receipts"]
+
+
+def test_a_device_reads_only_its_own_receipts_and_only_collectors_write_them(
+    pki: Pki, secure_broker: ShippedBroker
+) -> None:
+    """The receipts that let a device delete its scores: device A gets its own, never device B's, and no device can
+    forge one (for itself or another); the collector's reach the device."""
+    ca = pki.root / "school1" / "ca.crt"
+    collector = Client(secure_broker, pki.creds("collector.school1.c1"), ca)
+    dev_a = Client(secure_broker, pki.creds("school1.dev-a"), ca)
+    dev_b = Client(secure_broker, pki.creds("school1.dev-b"), ca)
+    try:
+        assert collector.connect() and dev_a.connect() and dev_b.connect()
+        dev_a.client.subscribe("edgescreen/v1/school1/+/receipts", qos=1)
+        dev_b.client.subscribe("edgescreen/v1/school1/dev-b/receipts", qos=1)
+        wait_for(lambda: len(dev_a.subacks) == 1 and len(dev_b.subacks) == 1)
+        for_a = collector.client.publish("edgescreen/v1/school1/dev-a/receipts", b"receipt-a", qos=1)
+        for_b = collector.client.publish("edgescreen/v1/school1/dev-b/receipts", b"receipt-b", qos=1)
+        forged_own = dev_a.client.publish("edgescreen/v1/school1/dev-a/receipts", b"forged-own", qos=1)
+        forged_b = dev_a.client.publish("edgescreen/v1/school1/dev-b/receipts", b"forged-b", qos=1)
+        wait_for(lambda: {for_a.mid, for_b.mid} <= set(collector.pubacks))
+        wait_for(lambda: {forged_own.mid, forged_b.mid} <= set(dev_a.pubacks))
+        wait_for(lambda: len(dev_a.messages) >= 1 and len(dev_b.messages) >= 1, what="the receipts")
+        time.sleep(0.5)
+        assert collector.pubacks[for_a.mid] == 0 and collector.pubacks[for_b.mid] == 0  # the collector may write
+        assert dev_a.messages == [("edgescreen/v1/school1/dev-a/receipts", b"receipt-a")]  # not B's
+        assert dev_b.messages == [("edgescreen/v1/school1/dev-b/receipts", b"receipt-b")]  # nothing A forged
+    finally:
+        for client in (collector, dev_a, dev_b):
+            client.close()
 
 
 def _collector_cmd(tmp_path: Path, broker_url: str, *options: str, client_id: str | None = None) -> list[str]:

@@ -87,8 +87,9 @@ class CollectorService:
         if rules is not None:
             from collector.alerts.engine import AlertEngine
             from collector.alerts.notify import Notifier as AlertNotifier
+            from collector.alerts.notify import registry_roles
 
-            self.notifier = AlertNotifier(rules.notify)
+            self.notifier = AlertNotifier(rules.notify, role_of=registry_roles(self.db))
             self.ticker = AlertEngine(self.db, rules, deliver=self.notifier.submit)
         self.ingestor = Ingestor(
             ingest_settings, self.db, on_alerts=self.notifier.submit_all if self.notifier is not None else None

@@ -38,6 +38,11 @@ class NotifyConfig(StrictModel):
     mqtt: bool = Field(default=True, description="publish on edgescreen/v1/{site}/alerts")
     webhook: WebhookConfig | None = Field(default=None, description="POST each alert here")
     smtp: SmtpConfig | None = Field(default=None, description="e-mail each alert")
+    dashboard_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+",
+        description="the dashboard's address as staff reach it; e-mails and webhooks link each alert there",
+    )
 
 
 class RulesFile(StrictModel):

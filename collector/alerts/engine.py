@@ -87,6 +87,9 @@ class _Pass:
             if resolved_at is not None and at - resolved_at < cooldown:
                 return
         now = utcnow_naive()
+        # Opened at the time of what opened it, on the messages' clock (never ahead of this one): a backfill of
+        # last week's windows opens last week's alerts, not a pile of alerts all opened this minute.
+        opened = min(at, now)
         alert = Alert(
             alert_id=uuid.uuid4(),
             site=site,
@@ -96,7 +99,7 @@ class _Pass:
             state="open",
             summary=summary[:500],
             dedup_key=key,
-            at=to_aware_utc(now),
+            at=to_aware_utc(opened),
         )
         row: dict[str, object] = {
             "alert_id": str(alert.alert_id),
@@ -107,7 +110,7 @@ class _Pass:
             "state": "open",
             "summary": alert.summary,
             "dedup_key": key,
-            "opened_at": now,
+            "opened_at": opened,
             "updated_at": now,
         }
         self.last_alerts[key] = ("open", None)

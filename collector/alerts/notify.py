@@ -1,10 +1,15 @@
-"""Send alerts: MQTT (QoS 1), an HMAC-signed webhook POST and e-mail, from one background thread."""
+"""Send alerts: MQTT (QoS 1), an HMAC-signed webhook POST and e-mail, from one background thread.
+
+The e-mail and the webhook's `subject`/`text` are the plain-language words of the alerts page
+(collector/alerts/text.py), with a link to the alert on the dashboard (`notify.dashboard_url`).
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import queue
 import smtplib
@@ -14,12 +19,44 @@ from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 
 import paho.mqtt.client as mqtt
+from sqlalchemy import select
 
 from collector.alerts.config import NotifyConfig, SmtpConfig, WebhookConfig
+from collector.alerts.text import alert_link, notification_text
+from collector.storage import schema
+from collector.storage.engine import Database
 from contract.wire import Alert, alerts_topic, encode
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-EdgeScreen-Signature"
+
+# The role of an alert's device (posture, gait, headpose), or None when unknown: it picks the words.
+RoleOf = Callable[[str, str | None], str | None]
+
+
+def _no_role(_site: str, _device: str | None) -> str | None:
+    return None
+
+
+def registry_roles(db: Database) -> RoleOf:
+    """The role of a device as the device registry knows it."""
+
+    def role_of(site: str, device: str | None) -> str | None:
+        if device is None:
+            return None
+        d = schema.devices.c
+        with db.reader.connect() as conn:
+            query = select(d.role).where(d.site == site, d.device_id == device)
+            role: str | None = conn.execute(query).scalar_one_or_none()
+        return role
+
+    return role_of
+
+
+def webhook_body(alert: Alert, subject: str, text: str, link: str) -> bytes:
+    """The alert's wire fields, and the words a person reads: `subject`, `text` and `link`."""
+    fields = json.loads(encode(alert))
+    return json.dumps({**fields, "subject": subject, "text": text, "link": link}).encode("utf-8")
 
 
 def sign(body: bytes, key: bytes) -> str:
@@ -39,14 +76,14 @@ def post_webhook(config: WebhookConfig, body: bytes) -> None:
             raise OSError(f"webhook {config.url} answered {response.status}")
 
 
-def send_mail(config: SmtpConfig, alert: Alert) -> None:
+def send_mail(config: SmtpConfig, alert: Alert, subject: str, text: str) -> None:
     mail = EmailMessage()
     mail["From"] = config.sender
     mail["To"] = ", ".join(config.recipients)
-    mail["Subject"] = f"[EdgeScreen {alert.severity}] {alert.site}: {alert.rule} {alert.state}"
+    mail["Subject"] = subject
     mail.set_content(
-        f"{alert.summary}\n\nsite: {alert.site}\ndevice: {alert.device_id or '-'}\nrule: {alert.rule}\n"
-        f"state: {alert.state}\nat: {alert.at.isoformat()}\nalert id: {alert.alert_id}\n"
+        f"{text}\nsite: {alert.site}\ndevice: {alert.device_id or '-'}\nstate: {alert.state}\n"
+        f"at: {alert.at.isoformat()}\nalert id: {alert.alert_id}\n"
     )
     with smtplib.SMTP(config.host, config.port, timeout=10) as smtp:
         if config.starttls:
@@ -60,9 +97,10 @@ class Notifier:
     """Delivers queued alerts; a failing channel is retried a few times and logged, never blocks ingest. One per
     collector: `client` is the ingest's MQTT connection, set by the service."""
 
-    def __init__(self, config: NotifyConfig, attempts: int = 3) -> None:
+    def __init__(self, config: NotifyConfig, attempts: int = 3, role_of: RoleOf = _no_role) -> None:
         self.config = config
         self.attempts = attempts
+        self.role_of = role_of
         self.client: mqtt.Client | None = None
         self._queue: queue.Queue[Alert | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="collector-notify", daemon=True)
@@ -87,16 +125,28 @@ class Notifier:
             alert = self._queue.get()
             if alert is None:
                 return
-            body = encode(alert)
             if self.config.mqtt and self.client is not None:
-                self.client.publish(alerts_topic(alert.site), body, qos=1)
+                self.client.publish(alerts_topic(alert.site), encode(alert), qos=1)
                 self.sent["mqtt"] += 1
+            if self.config.webhook is None and self.config.smtp is None:
+                continue
+            subject, text, link = self._words(alert)
             if self.config.webhook is not None:
-                webhook = self.config.webhook
-                self._try("webhook", functools.partial(post_webhook, webhook, body))
+                body = webhook_body(alert, subject, text, link)
+                self._try("webhook", functools.partial(post_webhook, self.config.webhook, body))
             if self.config.smtp is not None:
-                smtp = self.config.smtp
-                self._try("smtp", functools.partial(send_mail, smtp, alert))
+                self._try("smtp", functools.partial(send_mail, self.config.smtp, alert, subject, text))
+
+    def _words(self, alert: Alert) -> tuple[str, str, str]:
+        """Subject, text and link of an alert, in the words of the alerts page."""
+        try:
+            role = self.role_of(alert.site, alert.device_id)
+        except Exception:  # the words only lose the device's kind; the alert still goes out
+            log.warning("could not look up the role of %s/%s for the alert text", alert.site, alert.device_id)
+            role = None
+        link = alert_link(self.config.dashboard_url, alert.alert_id)
+        subject, text = notification_text(alert.model_dump(), role, link)
+        return subject, text, link
 
     def _try(self, channel: str, send: Callable[[], None]) -> None:
         delay = 0.5

@@ -1,4 +1,5 @@
-"""Alerts in plain words: what happened, where, and what to do, for the alerts page and for notifications.
+"""Alerts in plain words: what happened, where, and what to do, for the alerts page (collector/web/pages.py) and
+for notifications (collector/alerts/notify.py). One place for both, beside the rules that write the summaries.
 
 An alert is stored with its rule name, severity, device and a technical summary written by its rule
 (collector/alerts/rules/*.py), e.g. "cva_deg.band.high above 0.5 for 30 min at desk-02 (now 0.45)".
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.web.words import METRIC_WORDS, ROLE_WORDS
+from collector.words import METRIC_WORDS, ROLE_WORDS
 
 BAND_WORDS = {"high": "the high-risk range", "moderate": "the moderate-risk range", "ok": "a comfortable range"}
 
@@ -145,11 +146,20 @@ def plain_summary(facts: AlertFacts) -> str:
     return f"Alert {facts.rule} {place}: {facts.detail}"
 
 
+def alert_link(dashboard_url: str | None, alert_id: object) -> str:
+    """Where staff see an alert: its row on the dashboard's alerts page (the row's id is `alert-{id}`)."""
+    base = (dashboard_url or "").rstrip("/")
+    return f"{base}/alerts?show=all#alert-{alert_id}"
+
+
 def notification_text(alert: Mapping[str, Any], role: str | None, link: str) -> tuple[str, str]:
-    """Subject and body of an e-mail (or the text of a webhook) for a stored alert row, with a link to it.
-    For the notifier (collector/alerts/notify.py)."""
+    """Subject and body of an e-mail (or the text of a webhook) for a stored alert row or a wire alert, with a
+    link to it. A resolved alert says so first."""
     facts = facts_from_alert(alert, role)
     severity = str(alert.get("severity", "info"))
-    subject = f"[EdgeScreen {severity}] {alert.get('site', '')}: {plain_summary(facts).split('. ')[0]}"
-    body = f"{plain_summary(facts)}\n\nSee the alert: {link}\n\nDetails: {facts.detail} (rule {facts.rule})\n"
+    resolved = alert.get("state") == "resolved"
+    headline = plain_summary(facts).split(". ")[0]
+    subject = f"[EdgeScreen {severity}] {alert.get('site', '')}: {'Resolved: ' if resolved else ''}{headline}"
+    first = "This alert is resolved; no action is needed now.\n\n" if resolved else ""
+    body = f"{first}{plain_summary(facts)}\n\nSee the alert: {link}\n\nDetails: {facts.detail} (rule {facts.rule})\n"
     return subject[:200], body

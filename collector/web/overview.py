@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
+from collector import words
 from collector.storage.engine import Database
-from collector.web import charts, followup, queries, screening, words
+from collector.web import charts, followup, queries, screening
 from collector.web.auth import User, current_user, require_site
 
 router = APIRouter()

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
+from collector import words
+from collector.alerts import text as alert_text
 from collector.timeutil import utcnow_naive
 from collector.users import PasswordCheckBusy, end_sessions, verify_user
-from collector.web import alert_text, charts, queries, screening, words
+from collector.web import charts, queries, screening
 from collector.web.auth import User, check_csrf, current_user, end_session, require_site, start_session
 from collector.web.suppression import SuppressedTable
 from collector.web.throttle import LoginThrottle

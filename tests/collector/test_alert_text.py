@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.web.alert_text import facts_from_alert, notification_text, plain_summary
+from collector.alerts.text import facts_from_alert, notification_text, plain_summary
 
 CASES = [
     ("cva_deg.band.high above 0.5 for 30 min at desk-02 (now 0.45)", "posture", "threshold",

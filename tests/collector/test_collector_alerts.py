@@ -311,7 +311,7 @@ rules:
         assert alert.site == "school" and alert.device_id == "booth-7" and alert.severity == "critical"
         assert json.loads(body)["alert_id"] == str(alert.alert_id)
         _sender, to, mail = smtp.messages[0]
-        assert to == ["staff@localhost"] and "gait_positive" in str(mail["Subject"])
+        assert to == ["staff@localhost"] and "screened positive" in " ".join(str(mail["Subject"]).split())
 
 
 def _writer_pass(tmp_path: Path, messages: list[DeviceMessage]) -> tuple[Database, list[object]]:

@@ -315,5 +315,9 @@ def visibility_tolerance(mesh: AvatarMesh, points: BodyPoints, margin_m: float =
     vertex) plus `margin_m`. Skin points get the margin; a hip joint some 0.1 m inside gets about 0.12 m."""
     _, pts = points.all_points()
     v = mesh.vertices.astype(np.float64)
-    depth = np.array([np.sqrt(((v - p) ** 2).sum(axis=1).min()) for p in pts.astype(np.float64)])
+    p = pts.astype(np.float64)
+    # The nearest vertex of each point from one matrix product (|v|^2 - 2 v.p, per point), then its exact distance:
+    # a loop over the points cost ~25 ms a frame.
+    nearest = np.argmin((v * v).sum(axis=1)[:, None] - 2.0 * (v @ p.T), axis=0)
+    depth = np.sqrt(((v[nearest] - p) ** 2).sum(axis=1))
     return np.asarray(depth + margin_m)

@@ -94,8 +94,9 @@ def _register_avatars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--contact-sheet", type=Path, default=None, help="also write a PNG contact sheet: the first frame of 8 subjects"
     )
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="stills: render on this many processes, one per core (same bytes whatever the number)")  # fmt: skip
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="stills: render on this many processes, one per core"
+    )
     p.set_defaults(func=_avatars)
 
 

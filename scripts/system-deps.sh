@@ -14,6 +14,10 @@ for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri; do
 done
 # Real photos the avatar scenes use as backgrounds.
 [ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
+# The RTSP camera tests' server: gst-rtsp-server through PyGObject on the system python3 (JPEG over RTP).
+for pkg in python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -131,7 +131,10 @@ class Heartbeat(Envelope):
         default=0, description="scores made but never stored (the disk was full), since the outbox file was created"
     )
     camera_state: CameraState
-    camera_reopens: Count = 0
+    camera_reopens: Count = Field(default=0, description="reconnects after the camera was lost")
+    camera_no_frame_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.0, description="seconds without a camera frame since start (opening, outages, reconnecting)"
+    )
     backend: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")]
     backend_fallback: bool = Field(default=False, description="configured backend missing, fell back")
     models: list[ModelRef] = Field(default_factory=list, max_length=16)

@@ -40,7 +40,11 @@ class CameraHealth:
     state: CameraState = "open"
     frames_dropped: int = 0
     frames_corrupt: int = 0
-    reopens: int = 0
+    reopens: int = 0  # reconnects after the camera was lost (the first open is not one)
+    outages: int = 0  # times a camera that had delivered frames was lost
+    # Seconds with no frame from the camera since the grabber started: before its first frame, and from the
+    # last frame before each loss to the first after the reconnect (the outage in progress included).
+    no_frame_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,16 @@ class FrameGrabber:
         self._read = self._delivered = self._dropped = self._corrupt = self._reopens = 0
         self._last_error: str | None = None
         self._started_at = 0.0
+        self._outages = 0
+        self._last_frame_at: float | None = None
+        self._gap_since: float | None = None  # when the camera last stopped delivering (None while it delivers)
+        self._gap_total = 0.0  # seconds of gaps that have ended
 
     # -- consumer side -------------------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._started_at = time.monotonic()
+        self._started_at = self._gap_since = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
         self._thread.start()
 
@@ -124,7 +132,11 @@ class FrameGrabber:
 
     def stats(self) -> GrabberStats:
         with self._cond:
-            elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
+            now = time.monotonic()
+            elapsed = now - self._started_at if self._started_at else 0.0
+            gap = self._gap_total
+            if self._gap_since is not None and self._state != "ended":  # an ended file is not a camera gap
+                gap += now - self._gap_since
             return GrabberStats(
                 state=self._state,
                 frames_read=self._read,
@@ -132,6 +144,8 @@ class FrameGrabber:
                 frames_dropped=self._dropped,
                 frames_corrupt=self._corrupt,
                 reopens=self._reopens,
+                outages=self._outages,
+                no_frame_s=round(gap, 3),
                 read_fps=self._read / elapsed if elapsed > 0 else 0.0,
                 last_error=self._last_error,
             )
@@ -241,6 +255,10 @@ class FrameGrabber:
 
     def _lost(self, error: str) -> None:
         log.warning("camera %s: lost: %s", self.source.describe(), error)
+        with self._cond:
+            if self._gap_since is None:  # the gap began with the last frame, not when the loss was noticed
+                self._gap_since = self._last_frame_at if self._last_frame_at is not None else time.monotonic()
+                self._outages += 1
         try:
             self.source.close()
         except Exception as exc:  # the device may already be gone
@@ -256,6 +274,11 @@ class FrameGrabber:
                 self._dropped += 1
             self._slot = Grabbed(frame, timestamp, self._read)
             self._read += 1
+            now = time.monotonic()
+            if self._gap_since is not None:
+                self._gap_total += now - self._gap_since
+                self._gap_since = None
+            self._last_frame_at = now
             self._cond.notify_all()
 
 

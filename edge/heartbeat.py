@@ -98,6 +98,7 @@ def build_heartbeat(
         scores_lost=health.scores_lost,
         camera_state=health.camera.state,
         camera_reopens=health.camera.reopens,
+        camera_no_frame_s=health.camera.no_frame_s,
         backend=health.backend,
         backend_fallback=health.backend_fallback,
         models=health.models,

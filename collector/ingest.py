@@ -8,6 +8,13 @@ Three parts share the work: paho's network thread queues each PUBLISH; the prepa
 (`contract.wire.decode`) and builds its rows (`BatchBuilder`); a writer process (collector/ingest_writer.py)
 stores each batch. The prepare thread builds the next batch while the writer stores the previous one, and
 the events thread acknowledges a batch when the writer reports its commit.
+
+After the commit the events thread also publishes receipts (`contract.receipts`, QoS 1): per device, one on
+`edgescreen/v1/{site}/{device}/receipts` naming the batch's scores of that device that are stored now or
+were stored before (duplicates). A device deletes a score from its outbox only on such a receipt, so a
+broker that loses acknowledged messages in a crash costs a re-send, not a score. The collector does not
+read receipts: it subscribes with No Local, the shipped ACL keeps other collectors' from it, and one that
+still arrives is acknowledged and skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
-from contract.wire import TOPIC_ROOT, Alert, WireError, decode
+from contract.receipts import encode_receipts, is_receipts_topic, receipts_topic
+from contract.wire import SYSTEM_KINDS, TOPIC_ROOT, Alert, WireError, decode
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,7 @@ class IngestSettings:
     backoff_max_s: float = 5.0
     rules: RulesFile | None = None  # alert rules, evaluated by the writer process on each committed batch
     tls: TlsFiles = field(default_factory=TlsFiles)  # for mqtts://: CA, and certificate + key for mutual TLS
+    receipts: bool = True  # publish a receipt per device after each commit (devices delete scores on it)
 
     @property
     def subscription(self) -> str:
@@ -71,6 +80,7 @@ class IngestStats:
     received: int = 0
     stored: int = 0
     duplicates: int = 0
+    receipts: int = 0  # receipts published
     rejected: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     db_errors: int = 0
@@ -159,7 +169,9 @@ class Ingestor:
             self._generation += 1
         self.stats.connected = True
         log.info("connected to %s:%d (session present: %s)", self._address.host, self._address.port, flags)
-        client.subscribe(self.settings.subscription, options=SubscribeOptions(qos=1))
+        # No Local: not our own receipts (MQTT forbids it on a shared subscription; the ACL keeps them away there).
+        local = self.settings.share_group is None
+        client.subscribe(self.settings.subscription, options=SubscribeOptions(qos=1, noLocal=local))
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
@@ -293,6 +305,8 @@ class Ingestor:
                 text = payload.decode("utf-8")
                 builder.add(message, text, now)
             except WireError as exc:
+                if exc.reason == "wrong_topic" and is_receipts_topic(topic):
+                    continue  # a receipt (of a collector on the same shared subscription): not a device message
                 log.debug("rejected message on %s: %s", topic, exc)
                 builder.reject(Rejected(topic, exc.reason, exc.detail, payload, now))
                 batch.reasons.append(exc.reason)
@@ -338,7 +352,7 @@ class Ingestor:
                 continue
             match event:
                 case Committed():
-                    self._committed(event.batch_id, event.new, event.conflicts, event.seconds)
+                    self._committed(event.batch_id, event.new, event.conflicts, event.seconds, event.refused)
                     if event.alerts and self.on_alerts is not None:
                         self.on_alerts(event.alerts)
                 case DatabaseDown():
@@ -363,12 +377,14 @@ class Ingestor:
             except OSError:
                 pass  # gone again: the next turn of the events loop replaces it
 
-    def _committed(self, batch_id: int, new: list[int], conflicts: int, seconds: float) -> None:
+    def _committed(self, batch_id: int, new: list[int], conflicts: int, seconds: float, refused: list[int]) -> None:
         with self._sent_lock:
             batch = self._sent.pop(batch_id)
         self._progress_at = time.monotonic()
         self._wake.set()
         self._acknowledge(batch.items)
+        if self.settings.receipts:
+            self._send_receipts(batch, refused)
         if not self.stats.db_ok:
             log.info("database reachable again; resuming")
             self.stats.db_ok = True
@@ -381,6 +397,27 @@ class Ingestor:
         stats.rejected.update(batch.reasons)
         if conflicts:
             stats.rejected["conflict"] += conflicts
+
+    def _send_receipts(self, batch: _Batch, refused: list[int]) -> None:
+        """Per device, a receipt naming the batch's scores that are stored (now or before); not status or heartbeat,
+        which no outbox holds, nor rows that were dead-lettered."""
+        assert batch.prepared is not None
+        skip = set(refused)
+        per_device: dict[tuple[str, str], list[str]] = {}
+        for i, row in enumerate(batch.prepared.scores):
+            if row[3] in SYSTEM_KINDS or i in skip:
+                continue
+            key = (row[1], row[2])
+            ids = per_device.get(key)
+            if ids is None:
+                ids = per_device[key] = []
+            ids.append(row[0])
+        publish = self.client.publish
+        for (site, device), ids in per_device.items():
+            topic = receipts_topic(site, device)
+            for payload in encode_receipts(site, device, ids):
+                publish(topic, payload, qos=1)
+                self.stats.receipts += 1
 
     def _acknowledge(self, items: list[_Incoming]) -> None:
         with self._ack_lock:

@@ -33,7 +33,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,6 +76,7 @@ class Committed:
     conflicts: int  # score rows dead-lettered as conflicts
     seconds: float  # spent writing, retries included
     alerts: list[Alert]  # opened or resolved by the rules in that transaction, to deliver
+    refused: list[int] = field(default_factory=list)  # score rows not stored (conflicts, store errors): no receipt
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class _Writer:
         self.alerts: list[Alert] = []  # raised by the transactions of the batch being stored that committed
         self.new: set[int] = set()  # score rows of that batch committed so far (before an outage too)
         self.conflicts: set[int] = set()  # its score rows dead-lettered as conflicts so far
+        self.failed: set[int] = set()  # its score rows dead-lettered as store errors so far
         self.engine: AlertEngine | None = None
         if settings.rules is not None:
             from collector.alerts.engine import AlertEngine
@@ -184,7 +186,9 @@ class _Writer:
                 return  # told to stop, or the parent is gone, while the database was down: nothing committed
             alerts, self.alerts[:] = list(self.alerts), []
             try:
-                self.conn.send(Committed(event.batch_id, new, len(self.conflicts), time.perf_counter() - t0, alerts))
+                refused = sorted(self.conflicts | self.failed)
+                seconds = time.perf_counter() - t0
+                self.conn.send(Committed(event.batch_id, new, len(self.conflicts), seconds, alerts, refused))
             except OSError:
                 return  # the parent is gone; the broker redelivers what it never acknowledged
 
@@ -193,6 +197,7 @@ class _Writer:
         self.alerts.clear()
         self.new.clear()
         self.conflicts.clear()
+        self.failed.clear()
         delay = 0.1
         while True:
             try:
@@ -266,6 +271,7 @@ class _Writer:
             self._transaction(batch.subset(rows), rows)
 
         def row_failed(row: int, exc: Exception) -> None:
+            self.failed.add(row)
             failed.append(_dead_letter(batch.scores[row], exc))
 
         rows = list(range(len(batch.scores)))

@@ -88,6 +88,7 @@ def build_runtime(
             role=profile.role,
             client_id=profile.client_id,
             password=password,
+            delivery=profile.delivery,
         )
         publisher.start()
     return EdgeRuntime(

@@ -222,6 +222,27 @@ class BrokerConfig(_Section):
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
+class DeliveryConfig(_Section):
+    confirm: Literal["receipt", "puback"] = Field(
+        default="receipt",
+        description="when a score leaves the outbox: 'receipt' when the collector's receipt says it is stored (a "
+        "broker crash loses nothing); 'puback' when the broker acknowledges it (for a collector that sends no "
+        "receipts: with 'receipt' its scores would stay queued until the outbox bound drops them)",
+    )
+    receipt_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="a score sent this long ago without a receipt is sent again"
+    )
+    receipt_timeout_max_s: float = Field(
+        default=600.0, gt=0, le=86400, description="the wait doubles with each re-send of a score, up to this"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeliveryConfig:
+        if self.receipt_timeout_max_s < self.receipt_timeout_s:
+            raise ValueError("receipt_timeout_max_s is below receipt_timeout_s")
+        return self
+
+
 class OutboxConfig(_Section):
     path: ProfilePath | None = Field(
         default=None,
@@ -251,6 +272,9 @@ class Profile(_Section):
     perception: PerceptionConfig = Field(default_factory=PerceptionConfig, description="models and backend")
     broker: BrokerConfig = Field(description="where scores are published")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="durable queue of unsent scores")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="when a score counts as delivered, and when it is sent again"
+    )
     heartbeat_s: float = Field(default=30.0, ge=1, le=3600, description="seconds between heartbeat messages")
     secrets: SecretsConfig = Field(default_factory=SecretsConfig, description="where secrets are read from")
 

@@ -1,10 +1,17 @@
 """MQTT v5 delivery of the outbox: TLS (mutual), QoS 1, persistent session, last will, ordered replay.
 
-The publisher thread sends outbox rows in id order, at most `max_inflight` unacknowledged at a time,
-and deletes a row only when its PUBACK arrives with a success reason code. Within one process paho keeps
-unacknowledged messages and resends them after a reconnect (same packet id, DUP set); after a restart
-the whole outbox is sent again from the start. Duplicates are therefore possible and are the
-collector's to remove (by message_id); losses are not.
+The publisher thread sends outbox rows in id order, at most `max_inflight` unacknowledged at a time.
+With `delivery.confirm: receipt` (the default) a PUBACK only marks a row "sent, awaiting receipt": the row
+is deleted when the collector's receipt (`contract.receipts`, on this device's own receipts topic) names its
+message_id, and sent again when no receipt came within `receipt_timeout_s` (doubling per attempt up to
+`receipt_timeout_max_s`). A broker acknowledges before its periodic save, so this is what makes a broker
+crash lose nothing. With `confirm: puback` (a collector that sends no receipts) a row is deleted when its
+PUBACK arrives with a success reason code. Within one process paho keeps unacknowledged messages and
+resends them after a reconnect (same packet id, DUP set); after a restart the outbox is sent again.
+Duplicates are therefore possible and are the collector's to remove (by message_id); losses are not.
+
+The receipts subscription is made again on every CONNACK: a broker that lost its state (a crash before its
+save, a fresh broker) does not have it in the session it resumes.
 
 `online` (retained) is published only after a successful CONNACK; `offline` (retained) is the last will
 and is also published on a clean stop.
@@ -31,9 +38,10 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
 from contract.errors import EdgeScreenError
+from contract.receipts import decode_receipt, receipts_topic
 from contract.tls_identity import CertificateIdentityError, certificate_identity
-from contract.wire import Status, encode, topic_for, utcnow
-from edge.config import BrokerConfig, SecretError, secret_path
+from contract.wire import Status, WireError, encode, topic_for, utcnow
+from edge.config import BrokerConfig, DeliveryConfig, SecretError, secret_path
 from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,10 @@ class PublisherStats:
     sent: int = 0
     acked: int = 0
     refused: int = 0
+    resent: int = 0  # re-sent because no receipt came in time
+    confirmed: int = 0  # deleted because a receipt named them
+    receipts: int = 0
+    bad_receipts: int = 0
     connects: int = 0
     disconnects: int = 0
     last_error: str | None = None
@@ -132,8 +144,12 @@ class MqttPublisher:
         role: str | None,
         client_id: str,
         password: bytes | None = None,
+        delivery: DeliveryConfig | None = None,
     ) -> None:
         self.broker = broker
+        self.delivery = delivery if delivery is not None else DeliveryConfig()
+        self.by_receipt = self.delivery.confirm == "receipt"
+        self.receipts_topic = receipts_topic(site, device_id)
         self.outbox = outbox
         self.site = site
         self.device_id = device_id
@@ -154,6 +170,8 @@ class MqttPublisher:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
         will = self._status("offline")
         self._client.will_set(self.status_topic, encode(will), qos=1, retain=True)
         self._connected = threading.Event()
@@ -161,6 +179,8 @@ class MqttPublisher:
         self._stop = threading.Event()
         # Filled by paho's network thread; consumed by the publisher thread only (no shared lock with paho).
         self._completions: collections.deque[tuple[int, bool, str]] = collections.deque()
+        self._receipts: collections.deque[bytes] = collections.deque()
+        self._next_due_check = 0.0
         self._connect_gen = 0
         self._inflight: dict[int, int] = {}  # paho mid -> outbox id (publisher thread only)
         self._refused: set[int] = set()
@@ -171,6 +191,8 @@ class MqttPublisher:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if not self.by_receipt:
+            self.outbox.unsend_all()  # rows a receipt-confirming run left awaiting: PUBACK confirms them now
         self._client.connect_async(
             self.broker.host,
             self.broker.port,
@@ -248,6 +270,8 @@ class MqttPublisher:
             bool(getattr(flags, "session_present", False)),
         )
         client.publish(self.status_topic, encode(self._status("online")), qos=1, retain=True)
+        if self.by_receipt:
+            client.subscribe(self.receipts_topic, qos=1)
         self._connect_gen += 1
         self._connected.set()
         self._wake.set()
@@ -264,6 +288,23 @@ class MqttPublisher:
         self.stats.last_error = "connection failed"
         log.warning("cannot connect to %s; retrying with backoff", self.broker.url)
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            # Scores stay queued (sent again with backoff, bounded by the outbox): the ACL or the broker is wrong.
+            self.stats.last_error = f"receipts subscription refused: {refused[0]}"
+            log.error(
+                "broker refused the subscription to %s (%s): no score can be confirmed; does the ACL let this "
+                "device read its receipts? (a collector without receipts needs delivery.confirm: puback)",
+                self.receipts_topic,
+                refused[0],
+            )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.receipts_topic:
+            self._receipts.append(bytes(msg.payload))
+            self._wake.set()
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         self._completions.append((mid, not reason_code.is_failure, str(reason_code)))
         self._wake.set()
@@ -277,12 +318,15 @@ class MqttPublisher:
             self._wake.clear()
             try:
                 self._settle()
+                self._take_receipts()
                 if not self._connected.is_set():
                     continue
                 if self._connect_gen != seen_gen:
                     seen_gen = self._connect_gen
                     self._retry_refused()
                 self._fill_window()
+                if self.by_receipt:
+                    self._resend_due()
             except Exception:  # keep the delivery thread alive whatever a single round hits
                 log.exception("publisher round failed; retrying")
                 time.sleep(1.0)
@@ -303,8 +347,43 @@ class MqttPublisher:
                 self.stats.refused_codes[reason] = self.stats.refused_codes.get(reason, 0) + 1
                 log.error("broker refused outbox message %d: %s (kept; retried after reconnect)", row, reason)
         if acked:
-            self.outbox.ack_many(acked)
+            if self.by_receipt:
+                self.outbox.mark_sent(acked, time.time())
+            else:
+                self.outbox.ack_many(acked)
             self.stats.acked += len(acked)
+
+    def _take_receipts(self) -> None:
+        while self._receipts:
+            payload = self._receipts.popleft()
+            try:
+                ids = decode_receipt(payload, self.site, self.device_id)
+            except WireError as exc:
+                self.stats.bad_receipts += 1
+                log.error("ignored a receipt on %s: %s", self.receipts_topic, exc)
+                continue
+            self.stats.receipts += 1
+            self.stats.confirmed += self.outbox.confirm(ids)
+
+    def _resend_due(self) -> None:
+        """Send again what the broker acknowledged but no receipt confirmed in time (checked twice a second)."""
+        now = time.monotonic()
+        room = self.broker.max_inflight - len(self._inflight)
+        if now < self._next_due_check or room <= 0:
+            return
+        self._next_due_check = now + 0.5
+        d = self.delivery
+        in_flight = set(self._inflight.values())
+        for message in self.outbox.due(
+            time.time(), d.receipt_timeout_s, d.receipt_timeout_max_s, room + len(in_flight)
+        ):
+            if message.id in in_flight:
+                continue
+            if room <= 0:
+                break
+            self._send(message.id, message.topic, message.payload)
+            self.stats.resent += 1
+            room -= 1
 
     def _retry_refused(self) -> None:
         for row_id in sorted(self._refused):

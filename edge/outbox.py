@@ -1,4 +1,10 @@
-"""The durable outbox: every score is committed here before it is sent and deleted only on PUBACK.
+"""The durable outbox: every score is committed here before it is sent and deleted only once delivered.
+
+Delivered means, by default, that the collector's receipt names the score's `message_id` (`confirm`): a
+broker acknowledges a score before its periodic save, so a broker crash could lose it after a PUBACK. Until
+then a score the broker acknowledged is "sent, awaiting receipt" (`sent_at` set, `attempts` counted) and
+`due` hands it back for a re-send once its wait (doubling with each attempt) is over. With a collector that
+sends no receipts the publisher deletes on PUBACK instead (`ack_many`; profile `delivery.confirm: puback`).
 
 SQLite in WAL mode with synchronous=FULL: a commit is on disk (WAL fsynced) when `put` returns, so a
 power cut after `put` cannot lose the score. Scores are rare (one per window or walk-through), so the
@@ -27,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +46,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    created REAL NOT NULL DEFAULT (julianday('now'))
+    created REAL NOT NULL DEFAULT (julianday('now')),
+    message_id TEXT,
+    sent_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
@@ -97,6 +106,7 @@ class Outbox:
                 db.execute(f"PRAGMA max_page_count={int(max_db_pages)}")
             db.executescript(_SCHEMA)
             self._check_integrity()
+            self._migrate()
             self._seq = self._meta("seq")  # the first number this process may hand out
             self._lost_on_disk = self._meta("lost")
         except (OSError, sqlite3.Error, OutboxError) as exc:
@@ -110,6 +120,21 @@ class Outbox:
         self._reserved = self._seq  # numbers below this are covered on disk
         self._lost_pending = 0  # losses not yet written to the file
         self._full = False  # in a run of failed writes (logged once, critically)
+
+    def _migrate(self) -> None:
+        """Add the delivery columns to a file made before receipts (its queued scores keep their order)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "message_id" not in columns:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN message_id TEXT")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+            rows = self._db.execute("SELECT id, payload FROM outbox").fetchall()
+            self._db.executemany(
+                "UPDATE outbox SET message_id = ? WHERE id = ?", [(_payload_id(bytes(p)), i) for i, p in rows]
+            )
+            self._db.execute("COMMIT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_message_id ON outbox (message_id)")
 
     def _check_integrity(self) -> None:
         # quick_check reads every page (0.08 s for a 100 MB file on a 2-core x86-64): a file damaged mid-way would
@@ -138,7 +163,10 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 high = None
                 for topic, payload, seq in items:
-                    cur = self._db.execute("INSERT INTO outbox (topic, payload) VALUES (?, ?)", (topic, payload))
+                    cur = self._db.execute(
+                        "INSERT INTO outbox (topic, payload, message_id) VALUES (?, ?, ?)",
+                        (topic, payload, _payload_id(payload)),
+                    )
                     assert cur.lastrowid is not None
                     ids.append(cur.lastrowid)
                     if seq is not None:
@@ -173,7 +201,7 @@ class Outbox:
             log.warning("outbox full (%d messages): dropped the %d oldest", self.max_messages, excess)
 
     def ack(self, message_id: int) -> None:
-        """Delete a message the broker acknowledged (PUBACK)."""
+        """Delete a message the broker acknowledged (PUBACK; `delivery.confirm: puback`)."""
         self.ack_many([message_id])
 
     def ack_many(self, message_ids: Iterable[int]) -> None:
@@ -189,14 +217,65 @@ class Outbox:
                 self._rollback()
                 raise self._failed("acknowledge", exc) from exc
 
+    def mark_sent(self, ids: Iterable[int], at: float) -> None:
+        """The broker acknowledged these messages at `at` (time.time()): sent, awaiting the collector's receipt."""
+        rows = [(at, i) for i in ids]
+        if rows:
+            self._write("mark sent", "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", rows)
+
+    def confirm(self, message_ids: Iterable[str]) -> int:
+        """Delete the messages a receipt names (by `message_id`); returns how many were still queued."""
+        rows = [(m,) for m in message_ids]
+        return self._write("confirm", "DELETE FROM outbox WHERE message_id = ?", rows) if rows else 0
+
+    def unsend_all(self) -> None:
+        """Forget every "awaiting receipt" mark: they are sent again like new (on a switch to PUBACK delivery)."""
+        self._write("reset", "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL", [()])
+
+    def _write(self, action: str, sql: str, rows: Sequence[tuple[object, ...]]) -> int:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                before = self._db.total_changes
+                self._db.executemany(sql, rows)
+                changed = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise self._failed(action, exc) from exc
+        return changed
+
     # -- reading ---------------------------------------------------------------------------------------
 
-    def pending(self, limit: int | None = None, after_id: int = 0) -> list[OutboxMessage]:
-        """Messages waiting, oldest first (ids greater than `after_id`)."""
+    def due(self, now: float, wait_s: float, max_wait_s: float, limit: int) -> list[OutboxMessage]:
+        """Sent messages whose receipt is overdue, oldest first: sent `wait_s` ago after the first attempt, twice
+        that after the second, and so on up to `max_wait_s`."""
         with self._lock:
             try:
                 rows = self._db.execute(
-                    "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                    "SELECT id, topic, payload FROM outbox WHERE sent_at IS NOT NULL "
+                    "AND sent_at + MIN(?, ? * (1 << MIN(attempts - 1, 30))) <= ? ORDER BY id LIMIT ?",
+                    (max_wait_s, wait_s, now, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._failed("read", exc) from exc
+        return [OutboxMessage(int(i), str(t), bytes(p)) for i, t, p in rows]
+
+    def awaiting(self) -> int:
+        """Messages sent and acknowledged by the broker, not yet confirmed by a receipt."""
+        with self._lock:
+            try:
+                (count,) = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL").fetchone()
+            except sqlite3.Error as exc:
+                raise self._failed("count", exc) from exc
+        return int(count)
+
+    def pending(self, limit: int | None = None, after_id: int = 0) -> list[OutboxMessage]:
+        """Messages waiting to be sent (not those awaiting a receipt), oldest first (ids greater than `after_id`)."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, topic, payload FROM outbox WHERE id > ? AND sent_at IS NULL ORDER BY id LIMIT ?",
                     (after_id, -1 if limit is None else limit),
                 ).fetchall()
             except sqlite3.Error as exc:
@@ -449,7 +528,10 @@ def salvage(path: Path | str) -> SalvageReport:
         log.warning("outbox %s: sequence mark unreadable; continuing from %d", aside, seq)
     with Outbox(path) as fresh, fresh._lock:
         fresh._db.execute("BEGIN IMMEDIATE")
-        fresh._db.executemany("INSERT INTO outbox (topic, payload) VALUES (?, ?)", rows)
+        fresh._db.executemany(
+            "INSERT INTO outbox (topic, payload, message_id) VALUES (?, ?, ?)",
+            [(t, p, _payload_id(p)) for t, p in rows],
+        )
         for name, value in (("seq", seq), ("dropped", meta["dropped"]), ("lost", meta["lost"])):
             if value:
                 fresh._set_meta_max(name, value)
@@ -495,3 +577,12 @@ def _payload_seq(payload: bytes) -> int:
     except (ValueError, AttributeError):
         return 0
     return value if isinstance(value, int) else 0
+
+
+def _payload_id(payload: bytes) -> str | None:
+    """The `message_id` a payload carries (what receipts name), or None."""
+    try:
+        value = json.loads(payload).get("message_id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, str) else None

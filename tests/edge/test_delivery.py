@@ -1,7 +1,8 @@
 """Delivery against a real Mosquitto: broker outages, a SIGKILLed device, the last will, mutual TLS.
 
 A subscriber counts score messages by `seq` and `message_id` and must find no gap; duplicates are allowed
-(QoS 1) and are the collector's to remove.
+(QoS 1) and are the collector's to remove. No collector runs here, so the publishers confirm on PUBACK
+(`delivery.confirm: puback`); receipts are tested in tests/edge/test_receipts.py.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from contract.wire import Status, decode, encode, topic_for
-from edge.config import BrokerConfig
+from edge.config import BrokerConfig, DeliveryConfig
 from edge.mqtt_client import MqttPublisher, check_broker
 from edge.outbox import Outbox
 from edge.roles.posture.message import PostureWindow, WindowStats
@@ -35,6 +36,7 @@ from tests.support.certs import CertPair, TestCA
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE, DEVICE = "site-1", "dev-1"
+PUBACK = DeliveryConfig(confirm="puback")
 
 
 def _window(seq: int) -> PostureWindow:
@@ -154,7 +156,13 @@ def test_broker_restart_mid_stream_loses_nothing(
     total = 150
     outbox = Outbox(tmp_path / "outbox.sqlite", max_messages=10_000)
     publisher = MqttPublisher(
-        _broker_config(broker.url), outbox, site=SITE, device_id=DEVICE, role="posture", client_id="dev-1"
+        _broker_config(broker.url),
+        outbox,
+        site=SITE,
+        device_id=DEVICE,
+        role="posture",
+        client_id="dev-1",
+        delivery=PUBACK,
     )
     publisher.start()
     assert publisher.wait_connected(10)
@@ -182,7 +190,13 @@ def _producer_main(outbox_path: str, url: str, count: int, interval: float) -> N
     """The device side of the SIGKILL test: produce `count` scores into the outbox and publish them."""
     outbox = Outbox(outbox_path, max_messages=10_000)
     publisher = MqttPublisher(
-        _broker_config(url), outbox, site=SITE, device_id=DEVICE, role="posture", client_id="dev-1"
+        _broker_config(url),
+        outbox,
+        site=SITE,
+        device_id=DEVICE,
+        role="posture",
+        client_id="dev-1",
+        delivery=PUBACK,
     )
     publisher.start()
     for _ in range(count):
@@ -269,7 +283,9 @@ def test_mutual_tls_accepts_a_device_certificate_and_refuses_none(
 
     sub = Subscriber(broker, ca=ca.cert_path, tls=ca.issue("collector"))
     outbox = Outbox(tmp_path / "outbox.sqlite")
-    publisher = MqttPublisher(good, outbox, site=SITE, device_id=DEVICE, role="posture", client_id="dev-1")
+    publisher = MqttPublisher(
+        good, outbox, site=SITE, device_id=DEVICE, role="posture", client_id="dev-1", delivery=PUBACK
+    )
     publisher.start()
     try:
         for seq in range(5):
@@ -284,7 +300,9 @@ def test_mutual_tls_accepts_a_device_certificate_and_refuses_none(
     # a device without a client certificate never gets connected, and its scores stay queued
     outbox2 = Outbox(tmp_path / "outbox2.sqlite")
     outbox2.put(topic_for(SITE, DEVICE, "posture"), encode(_window(99)), seq=99)
-    refused = MqttPublisher(no_cert, outbox2, site=SITE, device_id=DEVICE, role="posture", client_id="dev-x")
+    refused = MqttPublisher(
+        no_cert, outbox2, site=SITE, device_id=DEVICE, role="posture", client_id="dev-x", delivery=PUBACK
+    )
     refused.start()
     try:
         assert not refused.wait_connected(3)

@@ -48,6 +48,7 @@ def _profile(tmp: Path, name: str, url: str, outbox_dir: Path) -> Path:
         "perception": {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 1}},
         "broker": {"url": url, "keepalive_s": 5, "reconnect_min_s": 1, "reconnect_max_s": 2},
         "outbox": {"path": str(outbox_dir / f"{name}-outbox.sqlite"), "drain_on_stop_s": 5},
+        "delivery": {"confirm": "puback"},  # no collector here to send receipts
         "heartbeat_s": 1,
         "posture": {"window_s": WINDOW_S},
     }

@@ -110,6 +110,7 @@ def _profile(tmp_path: Path, url: str) -> Profile:
         "camera": {"source": "unused.mp4"},
         "broker": {"url": url, "keepalive_s": 5, "reconnect_min_s": 1, "reconnect_max_s": 2},
         "outbox": {"path": str(tmp_path / "outbox.sqlite"), "drain_on_stop_s": 5},
+        "delivery": {"confirm": "puback"},  # no collector here to send receipts
         "heartbeat_s": 1,
     }
     return validate_profile(data, source="test")
@@ -154,7 +155,7 @@ def _runtime(profile: Profile, results: ListResults, notifier: Notifier, limits:
     outbox = Outbox(profile.outbox_path(), max_messages=1000)
     ctx = EmitContext(site="site-1", device_id="dev-1", next_seq=outbox.next_seq)
     publisher = MqttPublisher(profile.broker, outbox, site="site-1", device_id="dev-1", role="posture",
-                              client_id="dev-1")  # fmt: skip
+                              client_id="dev-1", delivery=profile.delivery)  # fmt: skip
     publisher.start()
     assert publisher.wait_connected(10)
     return EdgeRuntime(profile, results, EveryTenFrames(ctx), outbox, publisher, notifier=notifier, limits=limits)

@@ -7,6 +7,10 @@ in SQLite or PostgreSQL, acknowledge after commit). Prints a markdown table, and
 the CPU time per stored message of the ingest process, of its writer process and of Mosquitto.
 
     python benchmarks/collector_ingest.py [--devices 20] [--per-device 1000] [--pg postgresql://…]
+
+With `--receipts-rounds N` it measures what the delivery receipts cost instead: SQLite only, N rounds, each
+round one run with receipts (the default) and one without, alternating so that the machine's load falls on
+both alike; it prints every run and the median rate of each.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -105,7 +110,9 @@ def publish(url: str, devices: int, per_device: int) -> int:
     return sum(len(s) for s in streams)
 
 
-def run_one(label: str, db_url: str, workdir: Path, args: argparse.Namespace) -> tuple[str, int, float, float]:
+def run_one(
+    label: str, db_url: str, workdir: Path, args: argparse.Namespace, receipts: bool = True
+) -> tuple[str, int, float, float]:
     devices, per_device, workers = args.devices, args.per_device, args.workers
     proc, port = start_broker(workdir)
     url = f"mqtt://127.0.0.1:{port}"
@@ -134,6 +141,7 @@ def run_one(label: str, db_url: str, workdir: Path, args: argparse.Namespace) ->
                 rules_path=args.rules,
             )
         )  # fmt: skip
+        service.ingestor.settings.receipts = receipts  # read after each commit
         service.start()
         # Timed from the first committed batch, so that process start-up is not counted as ingest.
         stored, first = 0, None
@@ -148,6 +156,8 @@ def run_one(label: str, db_url: str, workdir: Path, args: argparse.Namespace) ->
         cpu = cpu_snapshot(proc.pid)
         stats = service.ingestor.stats
         service.stop()
+        if receipts:
+            assert stats.receipts > 0, "no receipt was published"
         n = total - first[1]
         per_message = ", ".join(f"{k} {(cpu[k] - first[2][k]) / n * 1e6:.0f}" for k in cpu)
         print(
@@ -190,7 +200,13 @@ def main() -> None:
         "--rules", type=Path, default=None, help="alert rules to evaluate on every batch (e.g. the shipped example)"
     )
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL")
+    parser.add_argument(
+        "--receipts-rounds", type=int, default=0, help="measure receipts: this many rounds with and without them"
+    )
     args = parser.parse_args()
+    if args.receipts_rounds:
+        compare_receipts(args)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -214,6 +230,28 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, total, stored, bare in rows:
         print(f"| {label} | {total} | {stored:,.0f} | {bare:,.0f} | {stored / bare:.0%} |")
+
+
+def compare_receipts(args: argparse.Namespace) -> None:
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    print("| round | receipts | messages | stored msg/s |")
+    print("| ---: | --- | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.receipts_rounds):
+            # Alternate which goes first, so that neither always runs on a warmer (or busier) machine.
+            for receipts in (True, False) if round_ % 2 == 0 else (False, True):
+                work = Path(tmp) / f"r{round_}-{int(receipts)}"
+                work.mkdir()
+                _label, total, stored, _bare = run_one("sqlite", f"sqlite:///{work}/bench.db", work, args, receipts)
+                rates[receipts].append(stored)
+                print(f"| {round_ + 1} | {'on' if receipts else 'off'} | {total} | {stored:,.0f} |", flush=True)
+    on, off = statistics.median(rates[True]), statistics.median(rates[False])
+    load = os.getloadavg()
+    print(
+        f"\nMedian stored msg/s: receipts on {on:,.0f}, off {off:,.0f}: receipts cost {1 - on / off:.1%} of the "
+        f"ingest rate ({args.devices} devices, SQLite, {os.cpu_count()} CPU(s), "
+        f"{platform.processor() or platform.machine()}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})"
+    )
 
 
 if __name__ == "__main__":

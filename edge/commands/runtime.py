@@ -140,7 +140,9 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    lost_before = runtime.outbox.lost
     summary = runtime.run()
+    lost = runtime.outbox.lost - lost_before
     log.info(
         "stopped (%s): %d frames, %d score message(s), %d heartbeat(s), outbox %s",
         summary.reason or "done",
@@ -153,6 +155,12 @@ def _run(args: argparse.Namespace) -> int:
     notifier.close()
     if summary.failed:
         log.error("exiting with status 1: the camera failed for good (see the grabber log above)")
+        return 1
+    if lost:
+        # A run that lost scores did not do its job, even if it ran to the end: say so, and let the caller see it.
+        log.error(
+            "exiting with status 1: %d score(s) made during this run were lost (the outbox could not store them)", lost
+        )
         return 1
     return 0
 

@@ -1,5 +1,6 @@
 """IP cameras over RTSP, against a real RTSP server (GStreamer's gst-rtsp-server, tests/support/rtsp_server.py)
-streaming a real recording (opencv-doc's vtest.avi, people walking) as MJPEG over RTP.
+streaming a real recording (opencv-doc's vtest.avi, people walking; for the runtime, a clip of the astronaut
+photo that the pose model finds) as MJPEG over RTP.
 
 The stream is read by the project's `StreamSource` (OpenCV's FFmpeg backend) behind the frame grabber. The
 server is killed mid-run and started again on the same port, as a camera losing power does: the grabber
@@ -32,6 +33,7 @@ from edge.roles.posture.message import PostureWindow
 from edge.sources.base import Frame
 from edge.sources.factory import make_source
 from edge.sources.stream import StreamSource
+from edgescreen.clips import make_posture_clip
 from tests.support.broker import free_port
 from tests.support.rtsp_server import RtspServer, make_clip, server_unavailable
 
@@ -173,11 +175,26 @@ class RecordingFeed:
         self.feed.stop()
 
 
+@pytest.fixture
+def posture_server(tmp_path: Path) -> Iterator[RtspServer]:
+    """The server streaming a seated person (the astronaut photo, tilting), large enough for the pose model."""
+    clip = tmp_path / "astronaut.avi"
+    make_posture_clip(clip, seconds=120.0, fps=10.0, size=(320, 240))
+    srv = RtspServer(clip, free_port(), tmp_path / "rtsp-server.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 @pytest.mark.slow
-def test_runtime_windows_around_a_camera_outage_count_only_real_frames(server: RtspServer, tmp_path: Path) -> None:
+def test_runtime_windows_around_a_camera_outage_count_only_real_frames(
+    posture_server: RtspServer, tmp_path: Path
+) -> None:
     from edge.assembly import build_runtime
 
-    window_s, down_s = 2.0, 5.0
+    server = posture_server
+
+    window_s, down_s = 4.0, 9.0
     profile = validate_profile(
         {
             "device": {"site": "site-1", "device_id": "cam-1"},
@@ -231,16 +248,26 @@ def test_runtime_windows_around_a_camera_outage_count_only_real_frames(server: R
     per_window = Counter(math.floor((t - origin) / window_s) for t in stamps)
     wall0 = analyzer.timeline.wall(origin)  # type: ignore[attr-defined]
     windows = {round((m.window_start - wall0).total_seconds() / window_s): m for m in messages}
-    assert windows, "no score window at all"
+    assert windows, f"no score window at all ({analyzer.absent_windows} absent, frames per window {per_window})"
     for k, message in windows.items():
         assert isinstance(message, PostureWindow)
         assert message.frames == per_window[k], f"window {k}: {message.frames} frames reported, {per_window[k]} came"
         in_window = [t for t in stamps if math.floor((t - origin) / window_s) == k]
         covered = max(in_window) - min(in_window)
         step = 2.0 * (covered / (len(in_window) - 1)) if len(in_window) > 1 else window_s
-        # Presence is time with frames: never the outage, never more than the frames cover (plus one step).
-        assert message.presence_s <= min(window_s, covered + step) + 1e-6, (k, message.presence_s, covered)
+        # Presence is time with frames: never the outage. Its estimate (frames x mean interval) may lag the frame
+        # rate a little, never by the outage's seconds.
+        assert message.presence_s <= min(window_s, 1.4 * covered + step) + 1e-6, (k, message.presence_s, covered)
     first_k, last_k = math.floor((gap_start - origin) / window_s), math.floor((gap_end - origin) / window_s)
+    # The window that resumes after the outage: its presence is the frames' own time, not the outage's.
+    resumed_in = [t for t in stamps if math.floor((t - origin) / window_s) == last_k]
+    resumed_span = max(resumed_in) - min(resumed_in)
+    resumed_step = resumed_span / (len(resumed_in) - 1) if len(resumed_in) > 1 else window_s
+    if last_k in windows:
+        assert windows[last_k].presence_s <= 1.15 * resumed_span + resumed_step, (
+            windows[last_k].presence_s,
+            resumed_span,
+        )
     silent = range(first_k + 1, last_k)
     assert len(silent) >= 2 and not any(k in windows for k in silent)  # windows inside the outage send nothing
     # Windows with frames but no message are the absent ones the heartbeat counts.

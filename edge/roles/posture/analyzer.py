@@ -117,8 +117,8 @@ class PostureAnalyzer(RoleAnalyzer):
         if not self.timeline.accept(t):
             return []
         messages: list[ScoreMessage] = close_windows(self.clock, t, self._close)
-        if self.timeline.dt is not None:
-            dt = min(self.timeline.dt, self.config.max_gap_s)
+        dt = self.timeline.dt
+        if dt is not None and dt <= self.config.max_gap_s:  # a longer pause (camera lost) is no frame interval
             self._interval = dt if self._interval == 0 else 0.9 * self._interval + 0.1 * dt
         self._add(frame)
         return messages

@@ -89,6 +89,14 @@ def register(groups: Groups) -> None:
         "--insecure-cookies", action="store_true", help="session cookie without Secure (plain-HTTP test set-ups only)"
     )
     run.add_argument(
+        "--max-clock-ahead",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="dead-letter (reason clock) a device timestamp more than S seconds ahead of this collector's clock "
+        "(default 300); times before 2020 are refused too",
+    )
+    run.add_argument(
         "--k",
         type=int,
         default=11,
@@ -152,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         k_anonymity=args.k,
         workers=max(1, args.workers),
         tls=tls,
+        max_clock_ahead_s=args.max_clock_ahead,
     )
     from sqlalchemy.exc import OperationalError
 

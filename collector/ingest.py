@@ -25,6 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,7 +42,7 @@ from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected
 from collector.timeutil import utcnow_naive
 from contract.receipts import encode_receipts, is_receipts_topic, receipts_topic
-from contract.wire import SYSTEM_KINDS, TOPIC_ROOT, Alert, WireError, decode
+from contract.wire import MAX_CLOCK_AHEAD_S, SYSTEM_KINDS, TOPIC_ROOT, Alert, WireError, check_clock, decode
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class IngestSettings:
     keepalive_s: int = 30
     dead_letter_limit: int = 10_000
     backoff_max_s: float = 5.0
+    # A timestamp further ahead of this collector's clock is dead-lettered (reason `clock`).
+    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
     rules: RulesFile | None = None  # alert rules, evaluated by the writer process on each committed batch
     tls: TlsFiles = field(default_factory=TlsFiles)  # for mqtts://: CA, and certificate + key for mutual TLS
     receipts: bool = True  # publish a receipt per device after each commit (devices delete scores on it)
@@ -295,6 +298,7 @@ class Ingestor:
     def _prepare(self, batch: _Batch, n: int) -> None:
         t0 = time.perf_counter()
         now = utcnow_naive()
+        clock, ahead_s = now.replace(tzinfo=UTC), self.settings.max_clock_ahead_s
         builder, items, pop = batch.builder, batch.items, self._incoming.popleft
         for _ in range(min(n, len(self._incoming))):  # only this thread takes from the left
             item = pop()
@@ -302,6 +306,7 @@ class Ingestor:
             topic, payload = item[3], item[4]
             try:
                 message = decode(payload, topic)
+                check_clock(message, clock, ahead_s)
                 text = payload.decode("utf-8")
                 builder.add(message, text, now)
             except WireError as exc:

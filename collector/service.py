@@ -18,6 +18,7 @@ from collector.ingest import Ingestor, IngestSettings
 from collector.mqtt_url import TlsFiles, client_tls, parse_broker_url
 from collector.storage import open_database
 from contract.sdnotify import Notifier
+from contract.wire import MAX_CLOCK_AHEAD_S
 
 if TYPE_CHECKING:
     from collector.alerts.engine import AlertEngine
@@ -46,6 +47,7 @@ class ServiceSettings:
     tick_s: float = 5.0
     workers: int = 1
     tls: TlsFiles = dataclasses.field(default_factory=TlsFiles)
+    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S  # a device timestamp further ahead is dead-lettered (`clock`)
     parent_pid: int | None = None  # set in worker processes: they stop when the main process is gone
 
 
@@ -77,6 +79,7 @@ class CollectorService:
             batch_max=settings.batch_max,
             rules=rules,
             tls=settings.tls,
+            max_clock_ahead_s=settings.max_clock_ahead_s,
         )
         # The alert path: the ingest writer process evaluates the message rules in the transaction that stores a
         # batch and reports the alerts with its commit; the ingestor hands them to the one notifier of this

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Union
 
 from pydantic import (
@@ -202,7 +202,7 @@ def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
     """Validate a device payload (and, when given, that it matches its topic).
 
     Raises WireError with reason oversized | encoding (not UTF-8, or a NUL) | malformed_json | unknown_version |
-    invalid | wrong_topic.
+    invalid | wrong_topic. Timestamps are checked against the receiver's clock separately (`check_clock`).
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
@@ -229,6 +229,41 @@ def decode(payload: bytes, topic: str | None = None) -> DeviceMessage:
                 f"kind={message.kind}",
             )
     return message
+
+
+# Timestamps a receiver accepts: at most this far ahead of its own clock by default, and none before CLOCK_FLOOR
+# (a device whose clock was never set counts from 1970).
+MAX_CLOCK_AHEAD_S = 300.0
+CLOCK_FLOOR = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def message_times(message: DeviceMessage) -> tuple[datetime, ...]:
+    """The timestamps a message carries: a window's start and end, a status's or heartbeat's `at`."""
+    if isinstance(message, Window):
+        return (message.window_start, message.window_end)
+    return (message.at,)  # type: ignore[attr-defined]  # status and heartbeat carry `at`
+
+
+def check_clock(message: DeviceMessage, now: datetime, max_ahead_s: float = MAX_CLOCK_AHEAD_S) -> None:
+    """Raise WireError('clock') when a timestamp of `message` is more than `max_ahead_s` after `now` (aware) or
+    before CLOCK_FLOOR: a device clock gone wrong, whose times would move alerts and the registry."""
+    latest = now + timedelta(seconds=max_ahead_s)
+    for when in message_times(message):
+        try:
+            ahead = when > latest
+            before = when < CLOCK_FLOOR
+        except OverflowError:  # an offset pushing the time past year 9999
+            ahead, before = True, False
+        if ahead:
+            raise WireError(
+                "clock",
+                f"{when.isoformat()} is more than {max_ahead_s:g} s ahead of the receiver's clock "
+                f"({now:%Y-%m-%d %H:%M:%S} UTC)",
+            )
+        if before:
+            raise WireError(
+                "clock", f"{when.isoformat()} is before {CLOCK_FLOOR:%Y-%m-%d}: the device's clock is not set"
+            )
 
 
 def _escaped_nul(text: str) -> int:

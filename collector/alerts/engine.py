@@ -133,6 +133,9 @@ class _Pass:
 
     def resolve(self, key: str, at: datetime) -> None:
         t = schema.alerts
+        # Never resolved in the future: a resolution stamped ahead would make the cool-down silence every real
+        # reading until then.
+        at = min(at, utcnow_naive())
         last = self.last_alerts.get(key, ("unknown", None))
         if last[0] == "resolved" or (key in self.last_alerts and last[0] == "none"):
             return  # nothing open under this key (looked up earlier in this batch)

@@ -191,13 +191,15 @@ class _Registry:
         elif received_at > row["last_seen"]:
             row["last_seen"] = received_at
         if isinstance(msg, Status):
-            at = to_naive_utc(msg.at)
+            # Never later than its arrival: a device clock running ahead would otherwise hold the registry until
+            # the device's own later messages catch up with it.
+            at = min(to_naive_utc(msg.at), received_at)
             if "state_at" not in row or at >= row["state_at"]:
                 row.update(state=msg.state, state_at=at)
                 if msg.role:
                     row["role"] = msg.role
         elif isinstance(msg, Heartbeat):
-            at = to_naive_utc(msg.at)
+            at = min(to_naive_utc(msg.at), received_at)
             if "last_heartbeat" not in row or at >= row["last_heartbeat"]:
                 row.update(
                     last_heartbeat=at,

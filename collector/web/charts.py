@@ -58,17 +58,26 @@ def _midnight(t: datetime) -> datetime:
     return datetime.combine(t.date(), datetime.min.time())
 
 
+def later(t: datetime, delta: timedelta) -> datetime:
+    """`t + delta`, or the last representable time: a chart must draw any stored date, 9999-12-31 included."""
+    try:
+        return t + delta
+    except OverflowError:
+        return datetime.max
+
+
 def time_axis(t0: datetime, t1: datetime, max_ticks: int = 8) -> tuple[datetime, datetime, list[datetime], str]:
     """The axis range, its ticks and their label format. A span of 36 h or more runs from midnight to
     midnight with ticks on midnights (every 1, 2, 7 … days); a shorter one gets ticks on whole hours."""
     span = t1 - t0
     if span >= timedelta(hours=36):
         start = _midnight(t0)
-        end = _midnight(t1) + timedelta(days=1) if t1 != _midnight(t1) else t1
+        end = later(_midnight(t1), timedelta(days=1)) if t1 != _midnight(t1) else t1
         days = (end - start).days
-        step = next((s for s in (1, 2, 7, 14, 28, 56) if days / s <= max_ticks), 91)
+        # Beyond a year, steps of whole quarters as needed: never more than `max_ticks` ticks, whatever the span.
+        step = next((s for s in (1, 2, 7, 14, 28, 56) if days / s <= max_ticks), 91 * math.ceil(days / 91 / max_ticks))
         ticks = [start + timedelta(days=i) for i in range(0, days + 1, step)]
-        return start, end, ticks, "%a %d %b" if step == 1 else "%d %b"
+        return start, end, ticks, "%a %d %b" if step == 1 else "%d %b" if days <= 366 else "%d %b %Y"
     hours = max(span.total_seconds() / 3600, 1.0)
     step_h = next(s for s in (1, 2, 3, 6, 12, 24) if hours / s <= max_ticks)
     start = t0.replace(minute=0, second=0, microsecond=0)

@@ -278,4 +278,4 @@ def headpose_page(
 
 def _day(text: str) -> datetime:
     """A daily value is drawn at noon, in the middle of its day between the midnight ticks."""
-    return datetime.fromisoformat(text) + timedelta(hours=12)
+    return charts.later(datetime.fromisoformat(text), timedelta(hours=12))

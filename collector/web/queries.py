@@ -252,10 +252,15 @@ class AlertGroup:
         return self.alerts[0]
 
     @property
-    def rank(self) -> tuple[int, int, float]:
+    def rank(self) -> tuple[int, int, timedelta]:
         best = min(self.alerts, key=lambda a: (STATE_ORDER.get(a["state"], 3), SEVERITY_ORDER.get(a["severity"], 3)))
         newest = max(a["opened_at"] for a in self.alerts)
-        return STATE_ORDER.get(best["state"], 3), SEVERITY_ORDER.get(best["severity"], 3), -newest.timestamp()
+        return STATE_ORDER.get(best["state"], 3), SEVERITY_ORDER.get(best["severity"], 3), _newest_first(newest)
+
+
+def _newest_first(when: datetime) -> timedelta:
+    """A sort key putting later times first, for any stored date (`-timestamp()` fails before year 2)."""
+    return datetime.max - when
 
 
 def alert_groups(rows: list[dict[str, Any]], roles: dict[tuple[str, str], str | None]) -> list[AlertGroup]:
@@ -273,7 +278,7 @@ def alert_groups(rows: list[dict[str, Any]], roles: dict[tuple[str, str], str | 
             key=lambda a: (
                 STATE_ORDER.get(a["state"], 3),
                 SEVERITY_ORDER.get(a["severity"], 3),
-                -a["opened_at"].timestamp(),
+                _newest_first(a["opened_at"]),
             )
         )
     return sorted(groups.values(), key=lambda g: g.rank)

@@ -2,7 +2,8 @@
 bands, sustained runs and band changes. Numbers only; per-frame values are dropped when a window closes.
 
 Windows are cut on the frames' own timestamps (media time for a file), never on the wall clock, so a
-replay gives the same windows every time.
+replay gives the same windows every time. Their UTC times (`FrameTimeline.wall`) never run ahead of the wall
+clock: a file read faster than real time is stamped no later than the moment its window closes.
 """
 
 from __future__ import annotations
@@ -69,13 +70,16 @@ class FrameTimeline:
 
     A frame older than the last one (a source restarted its clock) is refused and counted so that
     windows stay monotonic. Wall time is anchored at the first frame: media time on a file, monotonic
-    time on a camera, both become UTC for the message.
+    time on a camera, both become UTC for the message, and never later than now: a file processed faster
+    than real time would otherwise stamp windows in the future, which a collector refuses (reason `clock`).
+    Such windows end at the moment they close instead (shorter on the wall clock than in the media).
     """
 
     def __init__(self) -> None:
         self.last: float | None = None
         self.dt: float | None = None  # seconds since the previous accepted frame; None for the first
         self.out_of_order = 0
+        self.ahead = 0  # times that would have been ahead of the wall clock, stamped now instead
         self._anchor: tuple[float, datetime] | None = None
 
     def accept(self, t: float) -> bool:
@@ -92,7 +96,14 @@ class FrameTimeline:
     def wall(self, t: float) -> datetime:
         assert self._anchor is not None, "wall() before the first frame"
         t0, wall0 = self._anchor
-        return wall0 + timedelta(seconds=t - t0)
+        stamped = wall0 + timedelta(seconds=t - t0)
+        now = utcnow()
+        if stamped <= now:
+            return stamped
+        if not self.ahead:
+            log.info("input runs ahead of the wall clock (a file faster than real time): window times end at now")
+        self.ahead += 1
+        return now
 
 
 class WindowClock:

@@ -8,7 +8,7 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 
 from contract.wire import ModelRef, decode, encode, topic_for
 from edge.perception.types import FrameResult
+from edge.roles import windows
 from edge.roles.base import EmitContext
 from edge.roles.posture.analyzer import PostureAnalyzer
 from edge.roles.posture.config import POSTURE_METRICS, PostureConfig
@@ -79,20 +80,27 @@ def _check_wire(message: PostureWindow) -> dict[str, Any]:
     return dict(raw)
 
 
-def test_windows_close_on_frame_timestamps_with_band_fractions() -> None:
+def test_windows_close_on_frame_timestamps_with_band_fractions(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = PostureConfig(window_s=2.0, min_change_s=0.0)
     analyzer = PostureAnalyzer(_ctx(), cfg)
     # window 1: 10 frames ok (2°), 6 moderate (7°), 4 high (12°); window 2: all high (−15°); window 3: 1 s ok
     tilts: list[float] = [2.0] * 10 + [7.0] * 6 + [12.0] * 4 + [-15.0] * 20 + [1.0] * 10
     frames = _frames(tilts, start=1000.0)  # a monotonic clock that does not start at zero
+    # The frames arrive in real time, as from a camera: the wall clock follows them (window times never run
+    # ahead of it, edge/roles/windows.py).
+    wall0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    now = [wall0]
+    monkeypatch.setattr(windows, "utcnow", lambda: now[0])
     closed_at = []
     messages: list[PostureWindow] = []
     for frame in frames:
+        now[0] = wall0 + timedelta(seconds=frame.timestamp - 1000.0)
         out = analyzer.process(frame)
         if out:
             closed_at.append(round(frame.timestamp - 1000.0, 3))
             messages += out  # type: ignore[arg-type]
     assert closed_at == [2.0, 4.0]  # the first frame of the next window closes the last one
+    now[0] += timedelta(seconds=0.1)
     messages += analyzer.flush()  # type: ignore[arg-type]
     assert [m.seq for m in messages] == [1, 2, 3]
     assert [m.frames for m in messages] == [20, 20, 10]

@@ -83,7 +83,7 @@ def train_station_models(
     task_data, groups = load_set(Path(data))
     cfg = TrainConfig(
         task=TASK, data=str(data), arch=ARCH, folds=plan.folds, epochs=plan.epochs, width=plan.width, seed=seed,
-        batch_size=32, lr=3e-3, patience=4, bootstrap_rounds=plan.bootstrap_rounds, progress=False, cam_examples=0,
+        batch_size=32, lr=3e-3, patience=10, bootstrap_rounds=plan.bootstrap_rounds, progress=False, cam_examples=0,
     )  # fmt: skip
     train_dir = out_dir / "train" / TASK
     cv = cross_validate(cfg, task_data, train_dir, groups)

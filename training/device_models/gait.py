@@ -47,14 +47,18 @@ class BoothPlan:
     epochs: int
     held_out_fraction: float = 0.12
     bootstrap_rounds: int = 1000
+    width: int = 48
+    draws: int = 4  # augmented views of each walk per epoch
 
     @classmethod
     def for_budget(cls, budget_s: float) -> BoothPlan:
-        """Rendering dominates (SECONDS_PER_WALK each); (folds + 1) fits of the small model take under a minute."""
+        """Rendering dominates (SECONDS_PER_WALK each); (folds + 1) fits of the small model take a few minutes.
+        Width 48, 80 epochs and 4 views per walk: no setting tried separated 45 perceived walks better than chance
+        (docs/results.md, "Gait keypoints"); the set, not the fit, is what limits the model there."""
         if budget_s < 120:
             return cls(walks=8, folds=2, epochs=8, held_out_fraction=0.25, bootstrap_rounds=100)
         walks = int(min(120, max(16, budget_s * 0.8 / SECONDS_PER_WALK)))
-        return cls(walks=walks, folds=5, epochs=40)
+        return cls(walks=walks, folds=5, epochs=80)
 
 
 @dataclass
@@ -139,7 +143,7 @@ def train_booth_models(
     walks = load_walk_set(Path(data))
     if len(set(walks.subjects.tolist())) < 2 * plan.folds:
         raise ValueError(f"booth walks {data}: {len(walks)} usable walks cannot fill {plan.folds} CV folds")
-    cfg = skeleton.FitConfig(epochs=plan.epochs, seed=seed)
+    cfg = skeleton.FitConfig(epochs=plan.epochs, width=plan.width, draws=plan.draws, seed=seed)
     cv = skeleton.cross_validate(walks.sequences, walks.labels, walks.subjects, plan.folds, cfg)
     groups = {"sex": walks.sex, "age_group": walks.age_group}
     result = CvResult(cv.report(walks.sha256()), cv.pred, cv.target, cv.subjects, groups, out_dir)

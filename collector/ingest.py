@@ -25,7 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -50,6 +50,7 @@ AlertSink = Callable[[list[Alert]], None]
 
 # Batches handed to the writer and not yet reported: one being written, one waiting, so it never idles.
 MAX_IN_FLIGHT = 2
+RECONNECT_MAX_S = 10  # longest wait between two connection attempts (doubling from 1 s)
 _CHUNK = 256  # messages validated between looks at whether the writer can take a batch
 
 
@@ -88,6 +89,8 @@ class IngestStats:
     batches: int = 0
     db_errors: int = 0
     connected: bool = False
+    down_since: datetime | None = None  # naive UTC: when the broker connection was lost (or first tried); None while up
+    connect_failures: int = 0  # failed connection attempts since then
     subscribed: bool = False  # the broker acknowledged the subscription: from here on it keeps our messages
     db_ok: bool = True
     validate_s: float = 0.0  # time spent validating payloads and building rows
@@ -149,9 +152,10 @@ class Ingestor:
         context = client_tls(address, self.settings.tls)
         if context is not None:
             client.tls_set_context(context)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_raw_message = self._on_raw_message
@@ -166,15 +170,33 @@ class Ingestor:
 
     def _on_connect(self, client: mqtt.Client, _u: object, flags: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
-            log.error("broker refused the connection: %s", reason)
+            self.stats.connect_failures += 1
+            log.error("broker refused the connection: %s (attempt %d)", reason, self.stats.connect_failures)
             return
         with self._ack_lock:
             self._generation += 1
         self.stats.connected = True
+        self.stats.down_since = None
+        self.stats.connect_failures = 0
         log.info("connected to %s:%d (session present: %s)", self._address.host, self._address.port, flags)
         # No Local: not our own receipts (MQTT forbids it on a shared subscription; the ACL keeps them away there).
         local = self.settings.share_group is None
         client.subscribe(self.settings.subscription, options=SubscribeOptions(qos=1, noLocal=local))
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        # paho retries on its own, waiting twice as long each time up to the reconnect delay's maximum; without this
+        # an unreachable broker would leave nothing in the log after "collector running".
+        stats = self.stats
+        stats.connect_failures += 1
+        since = f"{stats.down_since:%Y-%m-%d %H:%M:%S} UTC" if stats.down_since else "the start"
+        log.warning(
+            "cannot connect to the broker at %s:%d (attempt %d, not connected since %s); retrying, waiting up to %d s",
+            self._address.host, self._address.port, stats.connect_failures, since, RECONNECT_MAX_S,
+        )  # fmt: skip
+
+    def broker_down_since(self) -> datetime | None:
+        """When the broker connection was lost, or first tried (naive UTC); None while connected."""
+        return None if self.stats.connected else self.stats.down_since
 
     def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
@@ -190,6 +212,8 @@ class Ingestor:
         with self._ack_lock:
             self._generation += 1
         self.stats.connected = False
+        if self.stats.down_since is None:
+            self.stats.down_since = utcnow_naive()
         self.stats.subscribed = False
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason)
@@ -215,6 +239,7 @@ class Ingestor:
         self._writer = WriterProcess(self._writer_settings())
         self._events.start()
         self._preparer.start()
+        self.stats.down_since = utcnow_naive()  # not connected yet: the dashboard and status say since when
         self.client.connect_async(
             self._address.host,
             self._address.port,

@@ -123,7 +123,9 @@ class CollectorService:
             if self._session_key is None:
                 log.warning("no --secret-file: dashboard sessions end when the collector restarts")
             key = self._session_key or secrets.token_bytes(32)
-            self._web = WebServer(self.db, self.settings.http, key, self.settings)
+            self._web = WebServer(
+                self.db, self.settings.http, key, self.settings, broker_down_since=self.ingestor.broker_down_since
+            )
             self._web.start()
 
     def _tick_loop(self) -> None:
@@ -158,10 +160,13 @@ class CollectorService:
         # Only the main process talks to systemd (the unit has NotifyAccess=main).
         notifier = Notifier() if self.settings.parent_pid is None else None
         self.start()
-        log.info("collector running (client id %s)", self.settings.client_id)
+        log.info("collector running (client id %s); connecting to the broker", self.settings.client_id)
+        # READY=1 once the broker has granted the subscription: before that the collector cannot do its job, and
+        # `systemctl status` says since when it has not been connected (the unit waits: TimeoutStartSec=infinity).
         status = self._status()
+        ready = False
         if notifier is not None:
-            notifier.ready(status)
+            ready = self._tell_systemd(notifier, status, ready)
         watchdog_s = notifier.watchdog_interval_s if notifier is not None else None
         stall_limit_s = watchdog_s or STALL_LIMIT_S
         while not self._stop.wait(1.0):
@@ -176,15 +181,24 @@ class CollectorService:
             stalled = self._stalled(stall_limit_s)
             if self.ingestor.alive() and not stalled:
                 notifier.watchdog()
-            if (now := self._status(stalled)) != status:
+            if (now := self._status(stalled)) != status or (not ready and self.ingestor.stats.subscribed):
                 status = now
-                notifier.status(status)
+                ready = self._tell_systemd(notifier, status, ready)
         if notifier is not None:
             notifier.stopping("stopping: storing what was received")
         self.stop()
         if notifier is not None:
             notifier.close()
         return 0
+
+    def _tell_systemd(self, notifier: Notifier, status: str, ready: bool) -> bool:
+        """READY=1 with the status the first time ingest is subscribed, the status alone otherwise; whether READY
+        was sent."""
+        if not ready and self.ingestor.stats.subscribed:
+            notifier.ready(status)
+            return True
+        notifier.status(status if ready else f"starting: {status}")
+        return ready
 
     def _stalled(self, limit_s: float) -> bool:
         """Whether messages have waited longer than `limit_s` with none stored; logged when it starts and ends."""
@@ -205,6 +219,8 @@ class CollectorService:
         """One line for `systemctl status`: the broker and database state, what was stored."""
         stats = self.ingestor.stats
         broker = "subscribed" if stats.subscribed else "connected" if stats.connected else "not connected"
+        if not stats.connected and stats.down_since is not None:
+            broker += f" since {stats.down_since:%Y-%m-%d %H:%M:%S} UTC ({stats.connect_failures} failed attempts)"
         database = "ok" if stats.db_ok else "unavailable, holding acknowledgements"
         return f"broker {broker}; database {database}" + (
             "; ingest stalled: messages wait, none stored" if stalled else ""

@@ -20,6 +20,10 @@ from collector.web.throttle import LoginThrottle
 HERE = Path(__file__).resolve().parent
 
 
+def _connected() -> datetime | None:
+    return None
+
+
 def create_app(
     db: Database,
     secret: bytes,
@@ -28,8 +32,10 @@ def create_app(
     *,
     clock: Callable[[], datetime] | None = None,
     login_throttle: LoginThrottle | None = None,
+    broker_down_since: Callable[[], datetime | None] | None = None,
 ) -> FastAPI:
-    """The dashboard; `clock` (naive UTC) decides which screening weeks are released (tests pin it)."""
+    """The dashboard; `clock` (naive UTC) decides which screening weeks are released (tests pin it);
+    `broker_down_since` (the ingest's, naive UTC or None) puts a banner on every page while the broker is away."""
     from collector.web import exports, followup, overview, pages
     from collector.web.palette import css
 
@@ -37,6 +43,7 @@ def create_app(
     app.state.db = db
     app.state.k = k_anonymity
     app.state.clock = clock or utcnow_naive
+    app.state.broker_down_since = broker_down_since or _connected
     app.state.login_throttle = login_throttle or LoginThrottle()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["csrf_token"] = csrf_token

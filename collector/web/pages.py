@@ -32,7 +32,9 @@ def render(request: Request, name: str, user: User | None, **context: Any) -> HT
     """A page; a logged-in user's navigation links each site to the pages its devices have."""
     templates = request.app.state.templates
     roles = queries.site_roles(request.app.state.db, user.sites) if user else {}
-    response: HTMLResponse = templates.TemplateResponse(request, name, {"user": user, "site_roles": roles, **context})
+    down_since = request.app.state.broker_down_since() if user else None
+    context = {"user": user, "site_roles": roles, "broker_down_since": down_since, **context}
+    response: HTMLResponse = templates.TemplateResponse(request, name, context)
     return response
 
 

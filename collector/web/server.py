@@ -7,6 +7,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import uvicorn
@@ -55,10 +57,23 @@ def _reason(exc: OSError) -> str:
 
 
 class WebServer:
-    def __init__(self, db: Database, http: str, secret: bytes, settings: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        http: str,
+        secret: bytes,
+        settings: Any,
+        broker_down_since: Callable[[], datetime | None] | None = None,
+    ) -> None:
         self._socket = listen(http)
         host, port = parse_host_port(http)
-        app = create_app(db, secret, secure_cookies=settings.secure_cookies, k_anonymity=settings.k_anonymity)
+        app = create_app(
+            db,
+            secret,
+            secure_cookies=settings.secure_cookies,
+            k_anonymity=settings.k_anonymity,
+            broker_down_since=broker_down_since,
+        )
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -594,6 +594,9 @@ def test_collector_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(
             proc.wait()
         notify.close()
     assert proc.returncode == 0, stderr[-3000:]
-    assert notes[0].startswith("READY=1\nSTATUS=broker "), notes
+    # READY=1 once the broker granted the subscription; before it, only a status saying so.
+    ready = [i for i, n in enumerate(notes) if n.startswith("READY=1")]
+    assert len(ready) == 1 and notes[ready[0]].startswith("READY=1\nSTATUS=broker subscribed"), notes
+    assert all(n.startswith(("STATUS=starting: ", "WATCHDOG=1")) for n in notes[: ready[0]]), notes
     assert any("STATUS=broker subscribed; database ok" in n for n in notes), notes
     assert "STOPPING=1" in notes[-1]

@@ -71,7 +71,7 @@ def test_a_conflicting_heartbeat_changes_nothing_in_the_registry(db: Database) -
 def test_a_duplicate_in_a_batch_with_new_messages_leaves_only_theirs(db: Database) -> None:
     first = heartbeat("s", "cam-1", 5, at(10), fps=12.0, outbox_depth=3)
     online = status("s", "cam-1", 6, at(10), state="online")
-    store(db, [first, online], T0)
+    store(db, [first, online], T0 + timedelta(minutes=10))  # received when stamped (never before: see writes.py)
     older = heartbeat("s", "cam-1", 4, at(5), fps=30.0, outbox_depth=1)  # new, but older than the stored one
     offline = status("s", "cam-1", 7, at(20), state="offline")
     window = posture("s", "cam-1", 8, at(20))

@@ -3,4 +3,5 @@
 COMMANDS = (
     "export.commands.fetch",  # models fetch
     "export.commands.chain",  # export onnx | quantize | fp16 | verify | bundle
+    "export.commands.device_models",  # models train-device
 )

@@ -3,5 +3,5 @@
 COMMANDS = (
     "training.commands.synth",  # synth ...
     "training.commands.train",  # train ...
-    "training.commands.device_models",  # models train-device, models avatar-data
+    "training.commands.avatar_data",  # models avatar-data
 )

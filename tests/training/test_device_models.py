@@ -28,7 +28,7 @@ DEVICE_MODEL_DIR = "/var/cache/edgescreen/models"  # the unit's EDGESCREEN_MODEL
 def station_run(tmp_path_factory: pytest.TempPathFactory, anny_model: Any) -> dict[str, Any]:
     import torch
 
-    from training.device_models.pipeline import train_device_models
+    from export.device_models.pipeline import train_device_models
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("device-models")
@@ -103,8 +103,8 @@ def test_shipped_station_profile_reads_shifts_from_the_installed_model(
 
 
 def test_a_failed_int8_gate_keeps_fp32_and_says_so(station_run: dict[str, Any]) -> None:
+    from export.device_models.int8 import quantize_with_gate
     from export.verify import Budget
-    from training.device_models.int8 import quantize_with_gate
 
     shipped = station_run["run"].shipped[0]
     held = _held_out(station_run["out"])
@@ -127,8 +127,8 @@ def _held_out(out: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_a_role_whose_trainer_cannot_train_is_reported_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from export.device_models.pipeline import DeviceModelsError, train_device_models
     from training.device_models import gait
-    from training.device_models.pipeline import DeviceModelsError, train_device_models
 
     def not_there(*_args: object, **_kwargs: object) -> list[object]:
         raise NotImplementedError("gait booth models: no trainer")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from contract.errors import EdgeScreenError
+from export.device_models.chain import ShippedModel, bundle_and_install, ship
 from training.device_models import TrainedModel
-from training.device_models.chain import ShippedModel, bundle_and_install, ship
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""`edgescreen models train-device` and `edgescreen models avatar-data`: the device models trained on avatars and
-shipped to the model store in one command, and the avatar data sets they learn from. torch is imported only
-inside the handlers."""
+"""`edgescreen models train-device`: the device models trained on avatars and shipped to the model store in one
+command (training/device_models/ trains, export/device_models/ exports, quantises, cards, signs and installs).
+torch is imported only inside the handler."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLE_CHOICES = ("booth", "station", "posture")
-DATA_KINDS = ("head-shift", "posture")
 
 
 def register(groups: Groups) -> None:
@@ -47,19 +46,6 @@ def register(groups: Groups) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_train_device)
 
-    d = models.add_parser(
-        "avatar-data",
-        help="render an avatar training set (head-shift images, or posture keypoints and images)",
-        description="head-shift: the station's square crops with lateral/sagittal shift targets (an image "
-        "folder); posture: office-desk frames run through the device's perception (a keypoint folder) and the "
-        "frames themselves (an image folder). Both carry sex and age group for breakdowns.",
-    )
-    d.add_argument("--kind", choices=DATA_KINDS, required=True, help="which set")
-    d.add_argument("--n", type=int, required=True, help="number of images")
-    d.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    d.add_argument("--out", type=Path, required=True, help="output folder")
-    d.set_defaults(func=_avatar_data)
-
 
 def _roles(text: str) -> tuple[str, ...]:
     roles = tuple(r.strip() for r in text.split(",") if r.strip())
@@ -75,7 +61,7 @@ def _train_device(args: argparse.Namespace) -> int:
         raise UsageError(f"--budget-min must be positive, got {args.budget_min}")
     import torch
 
-    from training.device_models.pipeline import train_device_models
+    from export.device_models.pipeline import train_device_models
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,18 +81,3 @@ def _train_device(args: argparse.Namespace) -> int:
         print(f"{role:9s} installed {release}")
     print(f"done in {run.seconds:.0f} s; model cards in {args.cards or args.out / 'models.md'}")
     return 1 if run.skipped else 0
-
-
-def _avatar_data(args: argparse.Namespace) -> int:
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1, got {args.n}")
-    if args.kind == "head-shift":
-        from training.datasets.avatar_head_shift import write_head_shift_set
-
-        made = write_head_shift_set(args.out, args.n, args.seed)
-    else:
-        from training.datasets.avatar_posture import write_posture_sets
-
-        made = write_posture_sets(args.out, args.n, args.seed)
-    print(f"{args.kind}: {made} -> {args.out}")
-    return 0

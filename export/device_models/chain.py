@@ -1,5 +1,5 @@
 """The device-model chain after training: each TrainedModel → ONNX (FP32, checked against PyTorch) with its model
-card in the metadata → INT8 behind the parity gate (training.device_models.int8) → one signed bundle per device role
+card in the metadata → INT8 behind the parity gate (export.device_models.int8) → one signed bundle per device role
 (export/bundle.py) → installed into the model store's bundle folder (edge/bundles.py), where the shipped profiles
 name the files: `<model dir>/bundles/<role>/current/models/<name>.onnx`."""
 
@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 
 from contract.model_card import MODEL_CARD_KEY, card_metadata
+from export.device_models.int8 import quantize_with_gate
 from training.device_models import TrainedModel
-from training.device_models.int8 import quantize_with_gate
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ import io
 import json
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ from contract.labels import GAIT_LABELS
 from training.datasets.errors import DatasetError
 
 U8 = npt.NDArray[np.uint8]
+SeqT = TypeVar("SeqT")
 log = logging.getLogger(__name__)
 
 SIL_SIZE = 64
@@ -44,17 +46,22 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
 
 
-def read_silhouette_pkl(path: str | Path) -> U8:
-    """One sequence: uint8 [T, 64, 64] with T >= 1. Raises DatasetError naming the file otherwise."""
-    p = Path(path)
+def load_array_pickle(p: Path, what: str) -> Any:
+    """The object pickled in `p`, rebuilt by the numpy-only unpickler; `what` names the file kind in errors."""
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise DatasetError(p, f"cannot read silhouette file ({exc.strerror or exc})") from exc
+        raise DatasetError(p, f"cannot read {what} file ({exc.strerror or exc})") from exc
     try:
-        arr = _ArrayUnpickler(io.BytesIO(data)).load()
+        return _ArrayUnpickler(io.BytesIO(data)).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise DatasetError(p, f"not a pickled numpy array ({exc})") from exc
+
+
+def read_silhouette_pkl(path: str | Path) -> U8:
+    """One sequence: uint8 [T, 64, 64] with T >= 1. Raises DatasetError naming the file otherwise."""
+    p = Path(path)
+    arr = load_array_pickle(p, "silhouette")
     if isinstance(arr, list | tuple) and len(arr) == 1:  # some OpenGait exports wrap the array in a list
         arr = arr[0]
     if not isinstance(arr, np.ndarray):
@@ -82,14 +89,19 @@ def cut_silhouettes(sequence: U8) -> U8:
 
 
 @dataclass
-class SilhouetteSet:
-    sequences: list[U8]
+class SequenceSet(Generic[SeqT]):
+    """One Scoliosis1K-layout tree: a sequence per `ID/Class/View/View.pkl`, with its label, subject and view."""
+
+    sequences: list[SeqT]
     labels: npt.NDArray[np.int64]
     subjects: list[str]
     views: list[str]
     split: list[str]  # "TRAIN_SET", "TEST_SET" or "" when the partition file does not list the ID
     files: list[Path] = field(default_factory=list)
     split_file: Path | None = None
+
+
+SilhouetteSet = SequenceSet[U8]
 
 
 def read_split(path: str | Path) -> dict[str, list[str]]:
@@ -129,16 +141,19 @@ def find_split_file(root: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def load_scoliosis1k(root: str | Path, split_file: str | Path | None = None) -> SilhouetteSet:
-    """Every `ID/Class/View/View.pkl` under `root` in sorted order. Class folders are the GAIT_LABELS names
-    (case-insensitive). The partition JSON is `split_file` or the one JSON file in `root`."""
+def walk_sequence_tree(
+    root: str | Path, split_file: str | Path | None, what: str, read: Callable[[Path], SeqT]
+) -> tuple[SequenceSet[SeqT], dict[str, str]]:
+    """Every `ID/Class/View/View.pkl` under `root` in sorted order, each read with `read`. Class folders are the
+    GAIT_LABELS names (case-insensitive). The partition JSON is `split_file` or the one JSON file in `root`.
+    `what` names the file kind in errors. Returns the set and the partition's subject-to-split map."""
     base = Path(root)
     if not base.is_dir():
-        raise DatasetError(base, "silhouette root is not a directory")
+        raise DatasetError(base, f"{what} root is not a directory")
     split_path = Path(split_file) if split_file is not None else find_split_file(base)
     split = read_split(split_path) if split_path is not None else {key: [] for key in SPLIT_KEYS}
     membership = {sid: key for key in SPLIT_KEYS for sid in split[key]}
-    out = SilhouetteSet([], np.empty(0, np.int64), [], [], [], [], split_path)
+    out: SequenceSet[SeqT] = SequenceSet([], np.empty(0, np.int64), [], [], [], [], split_path)
     labels: list[int] = []
     for id_dir in sorted(d for d in base.iterdir() if d.is_dir()):
         class_dirs = sorted(d for d in id_dir.iterdir() if d.is_dir())
@@ -153,20 +168,30 @@ def load_scoliosis1k(root: str | Path, split_file: str | Path | None = None) -> 
             for view_dir in sorted(d for d in class_dir.iterdir() if d.is_dir()):
                 pkl = view_dir / f"{view_dir.name}.pkl"
                 if not pkl.is_file():
-                    raise DatasetError(pkl, "missing silhouette file for this view")
-                out.sequences.append(read_silhouette_pkl(pkl))
+                    raise DatasetError(pkl, f"missing {what} file for this view")
+                out.sequences.append(read(pkl))
                 labels.append(GAIT_LABELS[name])
                 out.subjects.append(id_dir.name)
                 out.views.append(view_dir.name)
                 out.split.append(membership.get(id_dir.name, ""))
                 out.files.append(pkl)
     if not out.sequences:
-        raise DatasetError(base, "no silhouette sequences found (expected ID/Class/View/View.pkl)")
-    if split_path is not None:
+        raise DatasetError(base, f"no {what} sequences found (expected ID/Class/View/View.pkl)")
+    out.labels = np.asarray(labels, np.int64)
+    return out, membership
+
+
+def load_scoliosis1k(root: str | Path, split_file: str | Path | None = None) -> SilhouetteSet:
+    """Every silhouette sequence of the tree at `root` (see walk_sequence_tree)."""
+    out, membership = walk_sequence_tree(root, split_file, "silhouette", read_silhouette_pkl)
+    if out.split_file is not None:
         unknown = sorted(set(membership) - set(out.subjects))
         if unknown:  # a subset of the dataset is normal; say so once
             log.warning(
-                "%s: %d partition IDs have no data under %s (e.g. %s)", split_path, len(unknown), base, unknown[0]
+                "%s: %d partition IDs have no data under %s (e.g. %s)",
+                out.split_file,
+                len(unknown),
+                Path(root),
+                unknown[0],
             )
-    out.labels = np.asarray(labels, np.int64)
     return out

@@ -13,38 +13,28 @@ from pathlib import Path
 import pytest
 
 from edgescreen.cli import main
-from edgescreen.provision import SitePKI, write_acl
-from tests.support.shipped_broker import Client, Pki, ShippedBroker, start_shipped_broker, wait_for
+from tests.support.shipped_broker import (
+    Client,
+    Pki,
+    ShippedBroker,
+    connects,
+    issue_school1,
+    shipped_broker_for,
+    wait_for,
+)
 
 NOT_AUTHORIZED = 0x87  # MQTT v5 PUBACK reason code
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Pki:
-    root = tmp_path / "pki"
-    school = SitePKI(root, "school1")
-    school.create_ca()
-    school.issue("broker", "mqtt", hosts=("127.0.0.1", "localhost"))
-    for device in ("dev-a", "dev-b"):
-        school.issue("device", device)
-    school.issue("collector", "c1")
-    write_acl(root)
-    return Pki(root=root, site=school)
+    return issue_school1(tmp_path / "pki")
 
 
 @pytest.fixture
 def broker(site: Pki, tmp_path: Path) -> Iterator[ShippedBroker]:
-    b = start_shipped_broker(site.root, "school1", tmp_path / "files", tmp_path / "broker")
-    yield b
-    b.stop()
-
-
-def _connects(broker: ShippedBroker, site: Pki, identity: str) -> bool:
-    client = Client(broker, site.creds(identity), site.ca())
-    try:
-        return client.connect(timeout=2.0)
-    finally:
-        client.close()
+    with shipped_broker_for(site, tmp_path) as b:
+        yield b
 
 
 def _publish(client: Client, device: str, payload: bytes) -> int:
@@ -77,7 +67,9 @@ def test_a_reload_keeps_a_revoked_connection_and_a_restart_drops_it(site: Pki, b
         assert broker.proc is not None
         os.kill(broker.proc.pid, signal.SIGHUP)  # systemctl reload mosquitto
         wait_for(lambda: _publish(probe, "dev-c", b"probe") == 0, what="the reload")
-        assert not _connects(broker, site, "school1.dev-a"), "the reloaded CRL refuses the revoked certificate"
+        assert not connects(broker, site, "school1.dev-a", timeout=2.0), (
+            "the reloaded CRL refuses the revoked certificate"
+        )
 
         # The limit: the open TLS session stays, but the reloaded ACL no longer lets it publish anything.
         assert revoked.client.is_connected() and revoked.disconnects == []

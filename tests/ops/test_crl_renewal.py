@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ from cryptography import x509
 
 from edgescreen import provision
 from edgescreen.cli import main
-from edgescreen.provision import SitePKI, write_acl
-from tests.support.shipped_broker import Client, Pki, ShippedBroker, start_shipped_broker
+from edgescreen.provision import SitePKI
+from tests.support.shipped_broker import Pki, ShippedBroker, connects, issue_school1, shipped_broker_for
 
 CRL_DAYS = 30  # what `provision` signs
 
@@ -36,32 +35,7 @@ def _sign_crl_at(pki: SitePKI, monkeypatch: pytest.MonkeyPatch, signed: dt.datet
 
 @pytest.fixture
 def site(tmp_path: Path) -> Pki:
-    root = tmp_path / "pki"
-    school = SitePKI(root, "school1")
-    school.create_ca()
-    school.issue("broker", "mqtt", hosts=("127.0.0.1", "localhost"))
-    for device in ("dev-a", "dev-revoked"):
-        school.issue("device", device)
-    school.revoke("device", "dev-revoked")
-    write_acl(root)
-    return Pki(root=root, site=school)
-
-
-@pytest.fixture
-def started() -> Iterator[list[ShippedBroker]]:
-    """Brokers a test starts, stopped after it."""
-    brokers: list[ShippedBroker] = []
-    yield brokers
-    for broker in brokers:
-        broker.stop()
-
-
-def _connects(broker: ShippedBroker, site: Pki, identity: str) -> bool:
-    client = Client(broker, site.creds(identity), site.ca())
-    try:
-        return client.connect(timeout=3.0)
-    finally:
-        client.close()
+    return issue_school1(tmp_path / "pki", ("dev-a", "dev-revoked"), collector=None, revoked=("dev-revoked",))
 
 
 def _maintenance(site: Pki, broker: ShippedBroker, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
@@ -77,7 +51,6 @@ def _maintenance(site: Pki, broker: ShippedBroker, capsys: pytest.CaptureFixture
 def test_an_expired_crl_shuts_out_valid_clients_until_maintenance_renews_it_and_reloads_the_broker(
     site: Pki,
     tmp_path: Path,
-    started: list[ShippedBroker],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -86,25 +59,24 @@ def test_an_expired_crl_shuts_out_valid_clients_until_maintenance_renews_it_and_
     crl = _sign_crl_at(site.site, monkeypatch, signed)
     expires = crl.next_update_utc
     assert expires is not None
-    broker = start_shipped_broker(site.root, "school1", tmp_path / "files", tmp_path / "broker")
-    started.append(broker)
-    assert _connects(broker, site, "school1.dev-a"), "the CRL is still valid"
+    with shipped_broker_for(site, tmp_path) as broker:
+        assert connects(broker, site, "school1.dev-a"), "the CRL is still valid"
 
-    time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
-    assert not _connects(broker, site, "school1.dev-a"), "an expired CRL refuses every client"
-    assert "certificate verify failed" in broker.broker_log()
+        time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
+        assert not connects(broker, site, "school1.dev-a"), "an expired CRL refuses every client"
+        assert "certificate verify failed" in broker.broker_log()
 
-    report = _maintenance(site, broker, capsys)
-    [row] = report["crl"]["sites"]  # type: ignore[index]
-    assert row["site"] == "school1" and row["renewed"] is True and row["error"] is None
-    renewed = x509.load_pem_x509_crl((tmp_path / "files" / "crl.pem").read_bytes())
-    assert renewed.next_update_utc is not None
-    assert renewed.next_update_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=CRL_DAYS - 1)
-    assert report["crl"]["broker_files"] == [str(tmp_path / "files")]  # type: ignore[index]
-    assert report["crl"]["reloaded"] is True  # type: ignore[index]
+        report = _maintenance(site, broker, capsys)
+        [row] = report["crl"]["sites"]  # type: ignore[index]
+        assert row["site"] == "school1" and row["renewed"] is True and row["error"] is None
+        renewed = x509.load_pem_x509_crl((tmp_path / "files" / "crl.pem").read_bytes())
+        assert renewed.next_update_utc is not None
+        assert renewed.next_update_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=CRL_DAYS - 1)
+        assert report["crl"]["broker_files"] == [str(tmp_path / "files")]  # type: ignore[index]
+        assert report["crl"]["reloaded"] is True  # type: ignore[index]
 
-    assert _connects(broker, site, "school1.dev-a"), "after the renewal and a reload the device is back"
-    assert not _connects(broker, site, "school1.dev-revoked"), "the renewed CRL still revokes"
+        assert connects(broker, site, "school1.dev-a"), "after the renewal and a reload the device is back"
+        assert not connects(broker, site, "school1.dev-revoked"), "the renewed CRL still revokes"
 
 
 def test_a_crl_is_renewed_only_once_less_than_half_its_validity_is_left(

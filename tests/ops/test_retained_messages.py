@@ -16,8 +16,7 @@ import pytest
 
 from contract.wire import device_kinds
 from edgescreen.cli import main
-from edgescreen.provision import SitePKI, write_acl
-from tests.support.shipped_broker import Client, Pki, ShippedBroker, start_shipped_broker, wait_for
+from tests.support.shipped_broker import Client, Pki, ShippedBroker, issue_school1, shipped_broker_for, wait_for
 
 FLOOD = 1000
 SIZE = 60_000
@@ -28,22 +27,13 @@ DEVICE_KINDS = device_kinds()
 
 @pytest.fixture
 def site(tmp_path: Path) -> Pki:
-    root = tmp_path / "pki"
-    school = SitePKI(root, "school1")
-    school.create_ca()
-    school.issue("broker", "mqtt", hosts=("127.0.0.1", "localhost"))
-    for device in ("dev-a", "dev-b"):
-        school.issue("device", device)
-    school.issue("collector", "c1")
-    write_acl(root)
-    return Pki(root=root, site=school)
+    return issue_school1(tmp_path / "pki")
 
 
 @pytest.fixture
 def broker(site: Pki, tmp_path: Path) -> Iterator[ShippedBroker]:
-    b = start_shipped_broker(site.root, "school1", tmp_path / "files", tmp_path / "broker")
-    yield b
-    b.stop()
+    with shipped_broker_for(site, tmp_path) as b:
+        yield b
 
 
 def _retained(broker: ShippedBroker, site: Pki, settle_s: float = 2.0) -> dict[str, int]:

@@ -11,7 +11,8 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgescreen.broker_files import install_broker_files
-from edgescreen.provision import SitePKI
+from edgescreen.provision import SitePKI, write_acl
 from tests.support.broker import MosquittoBroker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,16 @@ def start_shipped_broker(pki_root: Path, site: str, files: Path, workdir: Path) 
     return ShippedBroker(workdir, files).start()  # type: ignore[return-value]
 
 
+@contextmanager
+def shipped_broker_for(site: Pki, workdir: Path) -> Iterator[ShippedBroker]:
+    """The shipped broker of school1 on `site`, its files in `workdir/files` and its state in `workdir/broker`."""
+    broker = start_shipped_broker(site.root, "school1", workdir / "files", workdir / "broker")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @dataclass
 class Pki:
     root: Path
@@ -66,6 +77,28 @@ class Pki:
 
     def ca(self, site: str = "school1") -> Path:
         return self.root / site / "ca.crt"
+
+
+def issue_school1(
+    root: Path,
+    devices: Sequence[str] = ("dev-a", "dev-b"),
+    *,
+    collector: str | None = "c1",
+    revoked: Sequence[str] = (),
+) -> Pki:
+    """A school1 PKI as `provision` makes it: the CA, the broker's certificate for 127.0.0.1, `devices` (those in
+    `revoked` then revoked), the collector, and the ACL."""
+    school = SitePKI(root, "school1")
+    school.create_ca()
+    school.issue("broker", "mqtt", hosts=("127.0.0.1", "localhost"))
+    for device in devices:
+        school.issue("device", device)
+    if collector is not None:
+        school.issue("collector", collector)
+    for device in revoked:
+        school.revoke("device", device)
+    write_acl(root)
+    return Pki(root=root, site=school)
 
 
 class Client:
@@ -121,6 +154,15 @@ class Client:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def connects(broker: MosquittoBroker, site: Pki, identity: str, timeout: float = 3.0) -> bool:
+    """Whether `identity` of school1 completes a TLS + MQTT connection within `timeout` seconds."""
+    client = Client(broker, site.creds(identity), site.ca())
+    try:
+        return client.connect(timeout=timeout)
+    finally:
+        client.close()
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:

@@ -5,7 +5,6 @@ states without empty tables, and the HTML 404 page. One server and one browser f
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 import urllib.error
@@ -22,12 +21,14 @@ from collector.storage import open_database
 from collector.users import add_user
 from collector.web.app import create_app
 from collector.web.palette import MEANING
+from tests.support.broker import free_port
 
 selenium = pytest.importorskip("selenium")
 uvicorn = pytest.importorskip("uvicorn")
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+
+from tests.support.chromium import headless_chromium, submit_login  # noqa: E402
 
 pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery"
@@ -74,12 +75,6 @@ return [...document.querySelectorAll('.swatch, .pill')].map(e => [e.className, g
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("dashboard")
@@ -88,7 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     add_user(db, "alice", PASSWORD, [SITE])
     add_user(db, "nora", PASSWORD, [SITE], "nurse")
     add_user(db, "erin", PASSWORD, ["school-empty"])
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(db, b"s" * 32, secure_cookies=False), "127.0.0.1", port, log_level="warning")
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
@@ -104,30 +99,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1300,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def login(driver: webdriver.Chrome, base: str, username: str) -> None:
-    driver.delete_all_cookies()
-    driver.get(f"{base}/login")
-    driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    driver.find_element(By.ID, "login").click()
+    submit_login(driver, base, username, PASSWORD)
     assert driver.find_elements(By.CSS_SELECTOR, "#fleet"), f"{username} is logged in"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -30,6 +29,7 @@ from export.bundle import generate_keypair
 from tests.edge.test_bundles import _bundle, _run
 from tests.edge.test_edge_e2e import _profile
 from tests.support.broker import MosquittoBroker
+from tests.support.tmpfs import mounted_tmpfs
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "firmware_config/profiles/office-posture.yaml"
@@ -180,17 +180,10 @@ def test_edge_run_on_damaged_recordings_ends_cleanly_and_sends_its_scores(
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (root only); skipped where mounting is not allowed."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root; the page-cap variant is in test_outbox.py")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(
+        tmp_path / "tiny", "1m", "mounting a tmpfs needs root; the page-cap variant is in test_outbox.py"
+    ) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_outbox_on_a_full_disk_fails_loudly_and_keeps_what_it_had(

@@ -143,48 +143,27 @@ def assess_walk(walk: Walk, config: GaitConfig, cycles: int, valid_frames: int) 
     present = walk.present
     n = len(present)
     multi = sum(1 for f in present if f.people >= 2)
+    extra: dict[str, float] = {}
     if config.direction in ALONG_DIRECTIONS:
-        return _assess_along(walk, config, cycles, valid_frames, multi)
-    xs = np.array([f.cx for f in present if f.cx is not None], np.float64)
-    travel = float(np.percentile(xs, 95) - np.percentile(xs, 5)) if xs.size else 0.0
-    net = float(np.median(xs[-_ENDS:]) - np.median(xs[:_ENDS])) if xs.size else 0.0
-    direction = 0 if abs(net) < config.min_travel else (1 if net > 0 else -1)
-    wanted = {"left_to_right": 1, "right_to_left": -1, "either": 0}[config.direction]
-    counts = {
-        "frames_with_person": float(n),
-        "multi_person_frames": float(multi),
-        "travel": travel,
-        "net_travel": net,
-        "valid_frames": float(valid_frames),
-        "gait_cycles": float(cycles),
-        "duration_s": float(walk.last_seen - walk.first_seen),
-    }
-    outcome: GaitOutcome
-    if n and multi / n > config.max_multi_fraction:
-        outcome = "multiple_people"
-    elif travel < config.min_travel:
-        outcome = "standing_still"
-    elif abs(net) < config.min_crossing:
-        outcome = "partial_walk"
-    elif wanted not in (0, direction):
-        outcome = "wrong_direction"
-    elif valid_frames < config.min_valid_fraction * n:
-        outcome = "poor_view"
-    elif cycles < config.min_cycles:
-        outcome = "too_few_cycles"
+        # Towards / away from the camera: the approach replaces the crossing; a person seen from the side
+        # (shoulders narrow against the trunk) walked across, which is the wrong direction here.
+        direction, net, travel = along_direction(present, config.min_approach)
+        frontal = frontal_ratio(present)
+        wanted = {"towards": 1, "away": -1, "along": 0}[config.direction]
+        if np.isfinite(frontal):
+            extra["frontal_ratio"] = frontal
+        standing = travel < config.min_approach / 2
+        partial = direction == 0
+        wrong = wanted not in (0, direction) or bool(np.isfinite(frontal) and frontal < config.min_frontal)
     else:
-        outcome = "screened"
-    return WalkQuality(outcome, direction, counts)
-
-
-def _assess_along(walk: Walk, config: GaitConfig, cycles: int, valid_frames: int, multi: int) -> WalkQuality:
-    """assess_walk for walks towards / away from the camera: the approach replaces the crossing; a person seen
-    from the side (shoulders narrow against the trunk) walked across, which is the wrong direction here."""
-    present = walk.present
-    n = len(present)
-    direction, net, travel = along_direction(present, config.min_approach)
-    frontal = frontal_ratio(present)
-    wanted = {"towards": 1, "away": -1, "along": 0}[config.direction]
+        xs = np.array([f.cx for f in present if f.cx is not None], np.float64)
+        travel = float(np.percentile(xs, 95) - np.percentile(xs, 5)) if xs.size else 0.0
+        net = float(np.median(xs[-_ENDS:]) - np.median(xs[:_ENDS])) if xs.size else 0.0
+        direction = 0 if abs(net) < config.min_travel else (1 if net > 0 else -1)
+        wanted = {"left_to_right": 1, "right_to_left": -1, "either": 0}[config.direction]
+        standing = travel < config.min_travel
+        partial = abs(net) < config.min_crossing
+        wrong = wanted not in (0, direction)
     counts = {
         "frames_with_person": float(n),
         "multi_person_frames": float(multi),
@@ -193,17 +172,16 @@ def _assess_along(walk: Walk, config: GaitConfig, cycles: int, valid_frames: int
         "valid_frames": float(valid_frames),
         "gait_cycles": float(cycles),
         "duration_s": float(walk.last_seen - walk.first_seen),
+        **extra,
     }
-    if np.isfinite(frontal):
-        counts["frontal_ratio"] = frontal
     outcome: GaitOutcome
     if n and multi / n > config.max_multi_fraction:
         outcome = "multiple_people"
-    elif travel < config.min_approach / 2:
+    elif standing:
         outcome = "standing_still"
-    elif direction == 0:
+    elif partial:
         outcome = "partial_walk"
-    elif wanted not in (0, direction) or (np.isfinite(frontal) and frontal < config.min_frontal):
+    elif wrong:
         outcome = "wrong_direction"
     elif valid_frames < config.min_valid_fraction * n:
         outcome = "poor_view"

@@ -68,6 +68,12 @@ def age_group(years: float) -> str:
     return "18–39" if years < 40 else "40–70"
 
 
+def subject_meta(subject: str, phenotype: Any) -> dict[str, Any]:
+    """What a report groups a seated subject's clips by: the subject, sex and age group."""
+    return {"subject": subject, "sex": phenotype.sex, "age_group": age_group(phenotype.age_years),
+            "age_years": phenotype.age_years}  # fmt: skip
+
+
 def occlusion(hidden: float) -> str:
     """How much of the body the props hide (silhouette with / without them)."""
     return "none (<5 %)" if hidden < 0.05 else ("partial (5–40 %)" if hidden < 0.40 else "heavy (≥40 %)")
@@ -98,8 +104,7 @@ def posture_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
         phenotype = sample_phenotype(rng, "adult")
         posture = sample_posture(rng, "office")
         look = sample_appearance(rng)
-        meta = {"subject": f"p{s}", "sex": phenotype.sex, "age_group": age_group(phenotype.age_years),
-                "age_years": phenotype.age_years}  # fmt: skip
+        meta = subject_meta(f"p{s}", phenotype)
         body: list[Any] = []
 
         def make(
@@ -160,8 +165,7 @@ def headpose_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
         phenotype = sample_phenotype(rng, "adult")
         postures = [sample_posture(rng, "cervical") for _ in range(HEAD_POSES + 1)]
         look = sample_appearance(rng)
-        meta = {"subject": f"h{s}", "sex": phenotype.sex, "age_group": age_group(phenotype.age_years),
-                "age_years": phenotype.age_years}  # fmt: skip
+        meta = subject_meta(f"h{s}", phenotype)
         bodies: list[Any] = []
 
         def make(

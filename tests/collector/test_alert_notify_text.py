@@ -92,7 +92,9 @@ rules: []
     link = f"https://dash.school.example/alerts?show=all#alert-{alert.alert_id}"
     assert len(smtp.messages) == 2 and len(sink.requests) == 2
     _sender, to, mail = smtp.messages[0]
-    subject, body = " ".join(str(mail["Subject"]).split()), mail.get_payload(decode=True).decode()
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    subject, body = " ".join(str(mail["Subject"]).split()), payload.decode()
     # The device's role comes from the registry: a head-pose station, in the words of the alerts page.
     assert to == ["nurse@localhost"]
     assert (

@@ -61,7 +61,7 @@ def _walk(direction: int, frontal: bool = True, seconds: float = 3.4) -> Walk:
 
 
 def _screen(walk: Walk, direction: str) -> object:
-    analyzer = GaitAnalyzer(EmitContext(site="north", device_id="booth-1"), GaitConfig(direction=direction))  # type: ignore[arg-type]
+    analyzer = GaitAnalyzer(EmitContext(site="north", device_id="booth-1"), GaitConfig(direction=direction))
     analyzer.timeline.accept(walk.frames[0].t)
     return analyzer._screen(walk)
 

@@ -9,38 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from collector.ingest import Ingestor, IngestSettings
 from collector.simulate import Publisher, mixed_stream
-from collector.storage import Database, open_database, schema
+from collector.storage import Database, schema
 from collector.storage.writes import Rejected
 from collector.timeutil import utcnow_naive
 from tests.collector.test_collector_ingest import wait_until
 from tests.support.broker import MosquittoBroker
 from tests.support.storage import store_batch
-
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/c.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url)
-    yield database
-    database.dispose()
 
 
 def publish(broker: MosquittoBroker, messages: list[tuple[str, bytes]], client_id: str) -> None:

@@ -5,34 +5,16 @@ broker and ingest; and a database of schema version 3 (keyed by message id alone
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect, select
 
 from collector.simulate import mixed_stream
 from collector.storage import Database, open_database, schema
 from contract.wire import topic_for
 from tests.collector.test_collector_ingest import wait_until
-from tests.collector.test_ingest_poison import BACKENDS, publish, start_ingest
+from tests.collector.test_ingest_poison import publish, start_ingest
 from tests.support.broker import MosquittoBroker
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/c.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url)
-    yield database
-    database.dispose()
 
 
 def posture(site: str, device: str, seed: int, **changes: Any) -> tuple[str, bytes]:

@@ -4,31 +4,21 @@ the alerts of the stored messages raised and delivered once. On SQLite and Postg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing import Pipe
-from pathlib import Path
 
-import pytest
 from sqlalchemy import event, select
 
 from collector.alerts.config import parse_rules
 from collector.simulate import mixed_stream
-from collector.storage import Database, open_database, schema
+from collector.storage import Database, schema
 from collector.storage.writes import BatchBuilder
 from collector.timeutil import utcnow_naive
 from contract.wire import Alert, decode
 from edge.roles.gait.message import GaitScreening
 from tests.collector.test_collector_ingest import count, wait_until
-from tests.collector.test_ingest_poison import BACKENDS, message_ids, publish, start_ingest, stored_ids
+from tests.collector.test_ingest_poison import message_ids, publish, start_ingest, stored_ids
 from tests.support.broker import MosquittoBroker
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path}/c.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    database = open_database(url)
-    yield database
-    database.dispose()
 
 
 def refuse_device(db: Database, device: str) -> None:

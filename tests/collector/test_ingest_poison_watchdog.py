@@ -10,25 +10,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from collector.simulate import mixed_stream
-from collector.storage import Database, open_database
+from collector.storage import Database
 from tests.collector.test_collector_ingest import REPO, count_safe, wait_until
-from tests.collector.test_ingest_poison import BACKENDS, publish
+from tests.collector.test_ingest_poison import publish
 from tests.support.broker import MosquittoBroker
 from tests.support.collector import collector_cmd
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path}/c.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    database = open_database(url)
-    yield database
-    database.dispose()
 
 
 class NotifyListener:

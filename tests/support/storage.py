@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+import pytest
 from sqlalchemy import Connection
 
 from collector.storage.engine import Database
 from collector.storage.writes import BatchBuilder, PreparedBatch, Rejected, write_prepared
 from collector.timeutil import utcnow_naive
 from contract.wire import DeviceMessage, encode
+
+# The databases a collector test runs on: `params=BACKENDS`, PostgreSQL only where the `postgres` mark is selected.
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def store_batch(

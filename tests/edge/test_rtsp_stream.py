@@ -26,7 +26,7 @@ import pytest
 from contract.wire import Heartbeat, decode, encode
 from edge.config import validate_profile
 from edge.frame_loop import RunLimits
-from edge.grabber import CameraFeed, CameraHealth, FrameGrabber, grabber_for_profile
+from edge.grabber import CameraFeed, FrameGrabber, grabber_for_camera
 from edge.heartbeat import HealthSnapshot, build_heartbeat
 from edge.roles.base import ScoreMessage
 from edge.roles.posture.message import PostureWindow
@@ -148,31 +148,18 @@ def test_a_frozen_camera_times_out_instead_of_hanging_the_loop(server: RtspServe
     assert noticed < 4.5  # the 2 s read timeout, not FFmpeg's socket timeouts (10 s here without it)
 
 
-class RecordingFeed:
+class RecordingFeed(CameraFeed):
     """The profile's camera feed, noting each frame timestamp it hands to the runtime (for the checks below)."""
 
-    def __init__(self, feed: CameraFeed) -> None:
-        self.feed = feed
+    def __init__(self, grabber: FrameGrabber) -> None:
+        super().__init__(grabber)
         self.stamps: list[float] = []
 
-    def start(self) -> None:
-        self.feed.start()
-
     def get(self, timeout: float) -> tuple[Frame, float] | None:
-        item = self.feed.get(timeout)
+        item = super().get(timeout)
         if item is not None:
             self.stamps.append(item[1])
         return item
-
-    @property
-    def finished(self) -> bool:
-        return self.feed.finished
-
-    def health(self) -> CameraHealth:
-        return self.feed.health()
-
-    def stop(self) -> None:
-        self.feed.stop()
 
 
 @pytest.fixture
@@ -208,7 +195,7 @@ def test_runtime_windows_around_a_camera_outage_count_only_real_frames(
         },
         source="test",
     )
-    feed = RecordingFeed(grabber_for_profile(profile.camera))
+    feed = RecordingFeed(grabber_for_camera(profile.camera))
     messages: list[ScoreMessage] = []
     runtime = build_runtime(
         profile,
@@ -226,7 +213,7 @@ def test_runtime_windows_around_a_camera_outage_count_only_real_frames(
         time.sleep(down_s)
         mid = runtime.health().camera
         server.start()
-        _wait(lambda: feed.feed.health().reopens == 1, 60, "reconnect")
+        _wait(lambda: feed.health().reopens == 1, 60, "reconnect")
         resumed = len(feed.stamps)
         _wait(lambda: len(feed.stamps) >= resumed + 25, 120, "frames through perception after the outage")
     finally:
@@ -234,7 +221,7 @@ def test_runtime_windows_around_a_camera_outage_count_only_real_frames(
         runner.join(60)
     assert not runner.is_alive()
     assert mid.state == "reopening" and mid.no_frame_s >= down_s
-    health = feed.feed.health()
+    health = feed.health()
     assert health.reopens == 1 and health.outages == 1
 
     analyzer = runtime.analyzer

@@ -150,20 +150,19 @@ def subscriber(broker: MosquittoBroker) -> Iterator[Subscriber]:
     sub.close()
 
 
+def _posture_publisher(url: str, outbox: Outbox) -> MqttPublisher:
+    """dev-1's posture publisher on `outbox`, deleting a score only once the broker acknowledged it."""
+    return MqttPublisher(
+        _broker_config(url), outbox, site=SITE, device_id=DEVICE, role="posture", client_id="dev-1", delivery=PUBACK
+    )
+
+
 def test_broker_restart_mid_stream_loses_nothing(
     tmp_path: Path, broker: MosquittoBroker, subscriber: Subscriber
 ) -> None:
     total = 150
     outbox = Outbox(tmp_path / "outbox.sqlite", max_messages=10_000)
-    publisher = MqttPublisher(
-        _broker_config(broker.url),
-        outbox,
-        site=SITE,
-        device_id=DEVICE,
-        role="posture",
-        client_id="dev-1",
-        delivery=PUBACK,
-    )
+    publisher = _posture_publisher(broker.url, outbox)
     publisher.start()
     assert publisher.wait_connected(10)
     for seq in range(total):
@@ -189,15 +188,7 @@ def test_broker_restart_mid_stream_loses_nothing(
 def _producer_main(outbox_path: str, url: str, count: int, interval: float) -> None:
     """The device side of the SIGKILL test: produce `count` scores into the outbox and publish them."""
     outbox = Outbox(outbox_path, max_messages=10_000)
-    publisher = MqttPublisher(
-        _broker_config(url),
-        outbox,
-        site=SITE,
-        device_id=DEVICE,
-        role="posture",
-        client_id="dev-1",
-        delivery=PUBACK,
-    )
+    publisher = _posture_publisher(url, outbox)
     publisher.start()
     for _ in range(count):
         seq = outbox.next_seq()

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -35,9 +37,12 @@ def headless_chromium() -> Iterator[webdriver.Chrome]:
 
 
 def submit_login(driver: webdriver.Chrome, base: str, username: str, password: str) -> None:
-    """Fill in and send the dashboard's login form as a fresh visitor (no cookies)."""
+    """Fill in and send the dashboard's login form as a fresh visitor (no cookies), and wait for the page it leads
+    to: a click can return before the browser has left the form."""
     driver.delete_all_cookies()
     driver.get(f"{base}/login")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login").click()
+    button = driver.find_element(By.ID, "login")
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(button))

@@ -173,6 +173,8 @@ def demo_profile(clip: Path, broker_url: str, outbox: Path, window_s: float) -> 
         "perception": {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 2}},
         "broker": {"url": broker_url, "keepalive_s": 10},
         "outbox": {"path": str(outbox), "drain_on_stop_s": 10},
+        # No collector runs in the demo, so no receipt ever comes: the broker's acknowledgement empties the outbox.
+        "delivery": {"confirm": "puback"},
         "heartbeat_s": 5.0,
         "posture": {"window_s": window_s},
     }

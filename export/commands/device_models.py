@@ -27,7 +27,9 @@ def register(groups: Groups) -> None:
         description="Renders avatar data, trains each device role's model with subject-disjoint cross-validation, "
         "exports it to ONNX with its model card, quantises it to INT8 behind the parity gate (a model that fails "
         "stays FP32), signs one bundle per role and installs it into the model store's bundles/ folder, where "
-        "the shipped profiles name the files.",
+        "the shipped profiles name the files. A model whose CV is not clear of chance at 95 % (AUC CI above 0.5, "
+        "r CI above 0 for every target) is not installed: its card is written marked not shipped and the command "
+        "exits 1.",
     )
     p.add_argument("--out", type=Path, required=True, help="work folder: data, checkpoints, ONNX files, bundles")
     p.add_argument("--budget-min", type=float, default=30.0, help="time budget in minutes (default 30); "
@@ -75,8 +77,9 @@ def _train_device(args: argparse.Namespace) -> int:
     for s in run.shipped:
         print(f"{s.role:9s} {s.name}: {headline(s.card)}")
         print(f"{'':9s} {s.precision.upper()}: {s.note}")
-    for role, why in run.skipped.items():
-        print(f"{role:9s} {why}")
+    for role, whys in run.skipped.items():
+        for why in whys:
+            print(f"{role:9s} {why}")
     for role, release in run.releases.items():
         print(f"{role:9s} installed {release}")
     print(f"done in {run.seconds:.0f} s; model cards in {args.cards or args.out / 'models.md'}")

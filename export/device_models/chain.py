@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 
 # The device role each model's profile key belongs to (the bundle's role).
 ROLE_OF_KEY = {"gait": "gait", "headpose": "headpose", "posture": "posture"}
+# What a device of each role does when the chain installs no model for it (the learning gate stopped it).
+WITHOUT_MODEL = {
+    "gait": "the booth keeps measuring walks and publishes them without a risk class: nobody is screened, as with "
+    "no trained model (gait.model unset)",
+    "headpose": "the shipped head-pose station profile needs it (shift_source both): a station with no head-shift "
+    "model installed refuses to start, one installed earlier stays current",
+    "posture": "the posture role keeps its rule-based bands without a risk probability (posture.model unset)",
+}
 
 
 @dataclass

@@ -3,7 +3,9 @@ gate, card, sign, bundle and install them, inside one time budget.
 
 The budget is shared out by role (BUDGET_SHARES); each role's trainer plans its data and epochs from its share.
 The booth's trainer lives in training/device_models/gait.py; when it cannot train, the command says so in one
-line and ships the other roles."""
+line and ships the other roles. A trained model goes on to export only through the learning gate
+(training.device_models.cards.learned): when its pooled subject-disjoint CV is not clear of chance it is not
+installed, the run names it with its figure and CI, and its card is still written, marked not shipped."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from contract.errors import EdgeScreenError
-from export.device_models.chain import ShippedModel, bundle_and_install, ship
+from export.device_models.chain import WITHOUT_MODEL, ShippedModel, bundle_and_install, role_of, ship
 from training.device_models import TrainedModel
+from training.device_models.cards import learned, write_cards
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ class DeviceModelsError(EdgeScreenError, RuntimeError):
 class DeviceRun:
     shipped: list[ShippedModel] = field(default_factory=list)
     releases: dict[str, Path] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # role -> why it shipped nothing
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # role -> one line per model it did not install
     seconds: float = 0.0
 
 
@@ -72,12 +75,12 @@ def train_device_models(
     cards: Path | None = None,
 ) -> DeviceRun:  # fmt: skip
     """Train, ship and install the device models of `roles`; `data` may name an existing set per role."""
-    from training.device_models.cards import write_cards
-
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = DeviceRun()
+    cards_out = cards or out_dir / "models.md"
+    measured: list[dict[str, Any]] = []  # every trained model's card, shipped or not, in training order
     for role in roles:
         share = BUDGET_SHARES[role] * budget_s
         kwargs: dict[str, object] = {"budget_s": share, "seed": seed}
@@ -86,18 +89,31 @@ def train_device_models(
         try:
             trained = _trainer(role)(out_dir / role, **kwargs)
         except NotImplementedError as exc:
-            run.skipped[role] = f"not trained: {exc}"
-            log.error("%s: %s", role, run.skipped[role])
+            _skip(run, role, f"not trained: {exc}")
             continue
         for model in trained:
+            why = learned(model.card)
+            if why is not None:
+                reason = f"{model.name}: {why}: not installed; {WITHOUT_MODEL[role_of(model)]}"
+                _skip(run, role, reason)
+                measured.append(dict(model.card, not_shipped=reason))
+                continue
             run.shipped.append(ship(model, out_dir / role))
+            measured.append(run.shipped[-1].card)
     if not run.shipped:
-        raise DeviceModelsError("no device model was trained: " + "; ".join(f"{k}: {v}" for k, v in
-                                run.skipped.items()))  # fmt: skip
+        if measured:  # what was measured is recorded, though nothing is installed
+            write_cards(cards_out, measured)
+        raise DeviceModelsError("no device model to install: " + "; ".join(
+            f"{role}: {why}" for role, whys in run.skipped.items() for why in whys))  # fmt: skip
     key_path = signing_key(out_dir, key)
     from edge.bundles import default_bundle_dir
 
     run.releases = bundle_and_install(run.shipped, out_dir, key_path, bundle_dir or default_bundle_dir())
-    write_cards(cards or out_dir / "models.md", [s.card for s in run.shipped])
+    write_cards(cards_out, measured)
     run.seconds = round(time.monotonic() - started, 1)
     return run
+
+
+def _skip(run: DeviceRun, role: str, reason: str) -> None:
+    run.skipped.setdefault(role, []).append(reason)
+    log.error("%s: %s", role, reason)

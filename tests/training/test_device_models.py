@@ -2,7 +2,10 @@
 shift regressor on avatar head-station images, exports it with its model card, gates INT8, signs and installs the
 headpose bundle; the shipped head-pose-station profile, pointed at that model store, then loads the installed model
 and a station run over an avatar clip through the real perception yields shift values from it. A failing INT8 gate
-keeps FP32 and says so; a role whose trainer cannot train is reported in one line."""
+keeps FP32 and says so; a role whose trainer cannot train is reported in one line.
+
+The smallest size's model has not learned (its CV r is not clear of chance), so these tests of the chain past
+training let it through the learning gate; tests/training/test_device_model_gate.py tests the gate."""
 
 from __future__ import annotations
 
@@ -28,14 +31,16 @@ DEVICE_MODEL_DIR = "/var/cache/edgescreen/models"  # the unit's EDGESCREEN_MODEL
 def station_run(tmp_path_factory: pytest.TempPathFactory, anny_model: Any) -> dict[str, Any]:
     import torch
 
-    from export.device_models.pipeline import train_device_models
+    from export.device_models import pipeline
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("device-models")
     store = out / "models"
-    run = train_device_models(
-        out / "work", budget_s=60.0, roles=("station",), bundle_dir=store / "bundles", cards=out / "models.md"
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "learned", lambda _card: None)
+        run = pipeline.train_device_models(
+            out / "work", budget_s=60.0, roles=("station",), bundle_dir=store / "bundles", cards=out / "models.md"
+        )
     return {"run": run, "store": store, "cards": out / "models.md", "out": out}
 
 
@@ -134,5 +139,5 @@ def test_a_role_whose_trainer_cannot_train_is_reported_in_one_line(
         raise NotImplementedError("gait booth models: no trainer")
 
     monkeypatch.setattr(gait, "train_booth_models", not_there)
-    with pytest.raises(DeviceModelsError, match=r"^no device model was trained: booth: not trained: gait booth"):
+    with pytest.raises(DeviceModelsError, match=r"^no device model to install: booth: not trained: gait booth"):
         train_device_models(tmp_path, budget_s=1.0, roles=("booth",), bundle_dir=tmp_path / "bundles")

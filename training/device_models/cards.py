@@ -1,6 +1,9 @@
 """Model cards of the device models: what each learned from, its subject-disjoint CV figures with their 95 % CIs,
 what it is for and where it stops. The chain writes each card into its ONNX metadata (contract.model_card) and as a
-section of docs/models.md (between markers, one per model, so a new run replaces its own section only)."""
+section of docs/models.md (between markers, one per model, so a new run replaces its own section only).
+
+`learned(card)` is the learning gate: the one place that decides from a card's pooled CV figures whether the
+model has shown it learned anything, and so may be installed."""
 
 from __future__ import annotations
 
@@ -41,9 +44,34 @@ def base_card(
 def _ci(value: Any, ci: Any) -> str:
     if value is None:
         return "n/a"
-    if not ci or ci[0] is None:
+    if not ci or ci[0] is None or ci[1] is None:
         return f"{value:.3f}"
-    return f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+    sep = " to " if min(ci) < 0 else "-"  # "-0.198--0.033" reads as nothing
+    return f"{value:.3f} ({ci[0]:.3f}{sep}{ci[1]:.3f})"
+
+
+def _not_clear(figure: str, value: Any, ci: Any, chance: float) -> str | None:
+    """Why `figure` is not clear of `chance` at 95 % (its CI's lower bound must lie above it), or None."""
+    if value is None or not ci or ci[0] is None or ci[1] is None:
+        return f"{figure} {_ci(value, None)} has no CI"
+    if ci[0] <= chance:
+        return f"{figure} {_ci(value, ci)} is not clear of chance"
+    return None
+
+
+def learned(card: dict[str, Any]) -> str | None:
+    """Why the card's model has not shown it learned (one phrase naming the figure and its CI), or None when its
+    pooled subject-disjoint CV headline is clear of chance at 95 %: a classifier's AUC CI lies above 0.5; a
+    regressor's r CI lies above 0 for every target it outputs (one target that did not learn would feed the
+    device a meaningless value)."""
+    pooled = card.get("cv", {}).get("pooled") or {}
+    if "auc" in pooled:
+        return _not_clear("AUC", pooled["auc"], (pooled.get("ci95") or {}).get("auc"), 0.5)
+    targets = {k: v for k, v in pooled.items() if isinstance(v, dict) and "r" in v}
+    if not targets:
+        return "the card has no pooled CV figure to judge"
+    reasons = [_not_clear(f"{k} r", v["r"], v.get("r_ci95"), 0.0) for k, v in targets.items()]
+    return "; ".join(r for r in reasons if r is not None) or None
 
 
 def headline(card: dict[str, Any]) -> str:
@@ -68,6 +96,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"### `{card['name']}` ({card['task']}, {card['arch']})",
         "",
         f"- **{DISCLAIMER}**",
+        *([f"- **Not shipped: {card['not_shipped']}**"] if card.get("not_shipped") else []),
         f"- Data: {d.get('source')}; {d.get('images', d.get('samples'))} samples of {d.get('subjects')} subjects; "
         f"targets: {d.get('targets', d.get('labels', 'n/a'))}. Held out for parity and INT8 calibration: "
         f"{d.get('held_out')}. Data sha256 `{card['data_sha256'][:16]}`.",

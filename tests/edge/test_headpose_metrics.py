@@ -134,3 +134,27 @@ def test_windows_report_range_and_time_above_threshold() -> None:
     assert analyzer.absent_windows == 1
     assert last.metrics["roll_deg"].time_above_s == 0.0 and last.severity["laterocollis"] == 0
     assert first.presence_s == pytest.approx(1.9, abs=0.11)
+
+
+def test_a_window_takes_its_angles_from_the_face_whenever_the_face_was_found() -> None:
+    """Keypoint angles stand in only for a window without a face: mixed in, they would pull the face's angles
+    towards zero (they read a fraction of the true turn)."""
+    ctx = EmitContext(site="clinic", device_id="station-1")
+    analyzer = create_analyzer("headpose", ctx, HeadPoseConfig.model_validate({"window_s": 2.0}))
+    turned = replace(NEUTRAL, head_yaw=30.0)
+    keypoint_yaw = compute_headpose(_person(turned)).values["yaw_deg"]
+    assert keypoint_yaw is not None
+    messages = []
+    for i in range(40):  # window 1: the face in every other frame; window 2: never
+        person = _person(turned)
+        if i < 20 and i % 2 == 0:
+            person.head_pose = HeadPose(yaw=30.0, pitch=0.0, roll=0.0)
+        messages += analyzer.process(FrameResult(timestamp=i / 10, width=640, height=640, persons=[person]))
+    messages += analyzer.flush()
+    first, second = messages
+    assert isinstance(first, HeadPoseWindow) and isinstance(second, HeadPoseWindow)
+    face_only = first.metrics["yaw_deg"]
+    assert face_only.valid_frames == 10 and face_only.mean == pytest.approx(30.0)
+    assert first.metrics["lateral_shift_cm"].valid_frames == 20  # shifts come from every frame's keypoints
+    stand_in = second.metrics["yaw_deg"]
+    assert stand_in.valid_frames == 20 and stand_in.mean == pytest.approx(keypoint_yaw, abs=1e-6)

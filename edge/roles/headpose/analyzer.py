@@ -20,7 +20,7 @@ import numpy.typing as npt
 from edge.perception.types import FrameResult, Person
 from edge.roles.base import EmitContext, Image, PerceptionNeeds, RoleAnalyzer, ScoreMessage
 from edge.roles.common import main_person
-from edge.roles.headpose.config import HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
+from edge.roles.headpose.config import ANGLE_METRICS, HEADPOSE_METRICS, MODEL_SHIFT_METRICS, HeadPoseConfig
 from edge.roles.headpose.message import HeadPoseStats, HeadPoseWindow
 from edge.roles.headpose.metrics import compute_headpose, severity_items
 from edge.roles.headpose.shift_model import HeadShiftModel
@@ -70,6 +70,9 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         self.clock = WindowClock(self.config.window_s)
         above = self.config.above
         self._series = {name: _Series(getattr(above, name)) for name in HEADPOSE_METRICS}
+        # Angles from the keypoints only stand in for a window in which the face was never found: on avatars they
+        # read a quarter to two thirds of the true angle where the face fit reads it whole (docs/results.md).
+        self._fallback = {name: _Series(getattr(above, name)) for name in ANGLE_METRICS}
         source = self.config.shift_source
         self.shift_model: HeadShiftModel | None = None
         # metric each regressor output goes to: the shift metrics themselves, or their own beside them
@@ -126,8 +129,10 @@ class HeadPoseAnalyzer(RoleAnalyzer):
         if self.config.shift_source == "model":
             values = {k: v for k, v in values.items() if k not in MODEL_SHIFT_METRICS}
         for name, value in values.items():
-            if value is not None:
-                self._series[name].add(value, dt)
+            if value is None:
+                continue
+            fallback = name in self._fallback and metrics.source != "face"
+            (self._fallback[name] if fallback else self._series[name]).add(value, dt)
         if self.shift_model is not None:
             self._add_model_shift(self.shift_model, person, dt, image)
 
@@ -157,9 +162,13 @@ class HeadPoseAnalyzer(RoleAnalyzer):
 
     def _close(self, start: float, end: float) -> HeadPoseWindow | None:
         frames, present, present_s = self._frames, self._present, self._present_s
-        stats = {name: s.stats() for name, s in self._series.items()}
-        severity = severity_items({name: s.typical() for name, s in self._series.items()}, self.config.severity)
-        for s in self._series.values():
+        chosen = {
+            name: self._fallback[name] if name in self._fallback and not s.values else s
+            for name, s in self._series.items()
+        }
+        stats = {name: s.stats() for name, s in chosen.items()}
+        severity = severity_items({name: s.typical() for name, s in chosen.items()}, self.config.severity)
+        for s in (*self._series.values(), *self._fallback.values()):
             s.clear()
         self._model_due_in, self._model_skipped_s = 0, 0.0  # each window starts with a model run
         self._frames = self._present = 0

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from edge.backends.base import Provider
 
 HEADPOSE_METRICS: tuple[str, ...] = ("yaw_deg", "pitch_deg", "roll_deg", "lateral_shift_cm", "sagittal_shift_cm")
+ANGLE_METRICS: tuple[str, ...] = HEADPOSE_METRICS[:3]  # measured by the face fit, or else from the keypoints
 # the shift regressor's values when they are sent beside the keypoint shifts (`shift_source: both`)
 MODEL_SHIFT_METRICS: dict[str, str] = {
     "lateral_shift_cm": "lateral_shift_model_cm",

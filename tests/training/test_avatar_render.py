@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 pytest.importorskip("moderngl")
 
-from training.synth.avatar.appearance import Appearance, Garment, sample_appearance
+from training.synth.avatar.appearance import MONK_SKIN_TONES, Appearance, Garment, sample_appearance
 from training.synth.avatar.camera import CameraPose, aim, role_camera
 from training.synth.avatar.imaging import Imaging, apply_imaging, sample_imaging
 from training.synth.avatar.mesh import AvatarMesh, Region, SeatedPlacement
@@ -289,6 +290,49 @@ def test_stripes_alternate_between_the_two_garment_colours(renderer: AvatarRende
     assert reddish.sum() > 10 and bluish.sum() > 10
     changes = np.count_nonzero(np.diff(reddish[on_body].astype(int)) != 0)
     assert changes >= 8  # 1.45 m of garment in 0.1 m periods: many red/blue alternations down the column
+
+
+def _skin_tube(skin: tuple[float, float, float], renderer: AvatarRenderer) -> np.ndarray:
+    """Luma of the pixels of a tube person whose whole surface is skin, lit by a strong key light."""
+    tube = tube_person()
+    bare = AvatarMesh(tube.vertices, tube.faces, np.full(tube.n_vertices, Region.SKIN, np.uint8))
+    look = replace(plain_look(), skin=skin)
+    scene = replace(empty_room(), light=Light(direction=(0.0, 0.3, 1.0), intensity=1.0, ambient=0.6))
+    frame = renderer.render(bare, scene, front_camera(distance=2.0, height=1.1).camera(W, H), look)
+    rgb = frame.rgb[frame.silhouette == 255].astype(np.float64)
+    return rgb @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def test_exposure_keeps_light_skin_unclipped_and_deep_skin_visible(renderer: AvatarRenderer) -> None:
+    """The camera meters on the face: under a bright light the lightest Monk tone is not washed out to white and
+    the deepest is not drawn nearly black, and lighter skin still renders lighter."""
+    lightest = _skin_tube(MONK_SKIN_TONES[0], renderer)
+    deepest = _skin_tube(MONK_SKIN_TONES[-1], renderer)
+    assert np.mean(lightest >= 254) < 0.05, "lightest skin clipped to white"
+    assert np.median(deepest) > 60, f"deepest skin drawn nearly black: median {np.median(deepest):.0f}"
+    assert np.median(lightest) > np.median(deepest) + 40
+
+
+def test_eyes_show_a_white_an_iris_and_a_pupil(renderer: AvatarRenderer) -> None:
+    """An eye cap (uv 0..1, centre 0.5) facing the camera: dark pupil in the middle, the eye colour round it and
+    the white of the eye towards its edge."""
+    corners = np.array([[-0.3, 0.6, 0.0], [0.3, 0.6, 0.0], [0.3, 1.2, 0.0], [-0.3, 1.2, 0.0]], np.float32)
+    uv = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
+    iris = np.array([[0.5, 0.5, 0.5], [9.0, 9.0, 0.5]], np.float32)  # the second eye is elsewhere
+    cap = AvatarMesh(corners, np.array([[0, 1, 2], [0, 2, 3]], np.int32), np.full(4, Region.EYES, np.uint8), uv=uv,
+                     iris_uv=iris)  # fmt: skip
+    look = replace(plain_look(), eyes=(0.1, 0.6, 0.2))
+    camera = aim((0.0, 0.9, 1.5), (0.0, 0.9, 0.0), hfov_deg=40.0).camera(W, H)
+    frame = renderer.render(cap, empty_room(), camera, look)
+
+    def pixel(x_m: float, y_m: float) -> np.ndarray:
+        u, v = camera.project(np.array([x_m, y_m, 0.0]))[0]
+        return frame.rgb[round(v), round(u)].astype(int)
+
+    pupil, iris_px, white = pixel(0.0, 0.9), pixel(0.07, 0.9), pixel(0.25, 0.9)
+    assert pupil.max() < 40, pupil
+    assert iris_px[1] > iris_px[0] + 40 and iris_px[1] > iris_px[2] + 40, iris_px  # the (green) eye colour
+    assert white.min() > 120 and white.max() - white.min() < 40, white
 
 
 def test_imaging_blurs_adds_noise_and_encodes() -> None:

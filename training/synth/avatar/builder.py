@@ -159,7 +159,9 @@ def _build_batch(requests: list[BodyRequest]) -> list[tuple[AvatarMesh, BodyPoin
         points = body_points(spec, v[None], c[None], h[None])[0]
         seat = _seat(v, points.blazepose.astype(np.float64), spec, pose) if pose.seated else None
         points = BodyPoints(points.blazepose, points.anatomical, frames=frames, seat=seat)
-        mesh = AvatarMesh(vertices=v.astype(np.float32), faces=am.faces, regions=spec.regions, uv=spec.uv)
+        mesh = AvatarMesh(
+            vertices=v.astype(np.float32), faces=am.faces, regions=spec.regions, uv=spec.uv, iris_uv=spec.iris_uv
+        )
         results.append((mesh, points))
     return results
 

@@ -34,6 +34,9 @@ class AvatarMesh:
     faces: np.ndarray  # (F, 3) int32, indices into vertices
     regions: np.ndarray  # (V,) uint8, Region values
     uv: np.ndarray | None = None  # (V, 2) float32 texture coordinates for garment patterns, or None
+    # (2, 3) float32: each eyeball's front in uv (centre u, v, radius), so the EYES region is drawn as a white with
+    # an iris and pupil instead of one flat colour; None: EYES is flat
+    iris_uv: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         v, f, r = self.vertices, self.faces, self.regions
@@ -45,6 +48,8 @@ class AvatarMesh:
             raise ValueError(f"AvatarMesh.regions: expected shape ({v.shape[0]},), got {r.shape}")
         if self.uv is not None and self.uv.shape != (v.shape[0], 2):
             raise ValueError(f"AvatarMesh.uv: expected shape ({v.shape[0]}, 2), got {self.uv.shape}")
+        if self.iris_uv is not None and (self.uv is None or self.iris_uv.shape != (2, 3)):
+            raise ValueError(f"AvatarMesh.iris_uv: expected shape (2, 3) beside uv, got {np.shape(self.iris_uv)}")
         if f.size and (int(f.min()) < 0 or int(f.max()) >= v.shape[0]):
             raise ValueError(f"AvatarMesh.faces: indices must lie in [0, {v.shape[0]}), got {f.min()}..{f.max()}")
 

@@ -92,6 +92,7 @@ class PointSpec:
     anatomical_bones: dict[str, int]  # anatomical point -> bone (joint centres)
     regions: npt.NDArray[np.uint8]  # (V,) Region per vertex
     uv: npt.NDArray[np.float32]  # (V, 2) one UV per vertex (seams take one side's coordinates)
+    iris_uv: npt.NDArray[np.float32]  # (2, 3) each eyeball's front in uv: centre u, v and radius
 
     def control_vertices(self) -> tuple[list[str], I64]:
         """The anatomical vertices the pose solver tracks (names, vertex ids)."""
@@ -203,6 +204,7 @@ def point_spec() -> PointSpec:
         anatomical_bones={name: bone[b] for name, b in _JOINTS.items()},
         regions=regions,
         uv=_vertex_uv(len(w), faces),
+        iris_uv=_iris_uv(),
     )
 
 
@@ -253,6 +255,12 @@ def _regions(
     near_ear = (np.abs(x) > 0.06 * s) & (np.abs(y - ear_y) < 0.035 * s) & (np.abs(z - ear_z) < 0.035 * s)
     hair = head_mask & ~near_ear & ((y > eye_y + 0.05 * s) | ((z < ear_z - 0.015 * s) & (y > ear_y - 0.035 * s)))
     regions[hair] = Region.HAIR
+    # Eyebrows, in the hair's colour: a band over each eye on the front of the face.
+    eye_x = 0.5 * abs(k["left_eye"][0] - k["right_eye"][0])
+    eye_z = 0.5 * (k["left_eye"][2] + k["right_eye"][2])
+    brow_y = eye_y + 0.017 * s - 0.012 * s * ((np.abs(x) - eye_x) / eye_x) ** 2  # arched, lower at the ends
+    brows = head_mask & (np.abs(y - brow_y) < 0.0035 * s) & (np.abs(np.abs(x) - eye_x) < 0.022 * s)
+    regions[brows & (z > eye_z - 0.01 * s)] = Region.HAIR
     corner = float(np.max(np.abs(x[mouth_rim])))
     lip_y, lip_z = float(np.mean(y[mouth_rim])), float(np.max(z[mouth_rim]))
     lips = head_mask & (np.abs(x) < 1.1 * corner) & (np.abs(y - lip_y) < 0.011 * s) & (z > lip_z - 0.012 * s)
@@ -260,6 +268,17 @@ def _regions(
     for region, ids in inner_parts.items():
         regions[ids] = region
     return regions
+
+
+def _iris_uv() -> npt.NDArray[np.float32]:
+    """Centre and radius, in uv, of the front cap of each of anny's eyeballs (left, right)."""
+    uv, corner_uv = anny_model.texture_coordinates()
+    rows = []
+    for part in ("eye_front.L", "eye_front.R"):
+        cap = uv[corner_uv[anny_model.face_parts([part])].reshape(-1)]
+        lo, hi = cap.min(axis=0), cap.max(axis=0)
+        rows.append((*(0.5 * (lo + hi)), 0.25 * float((hi - lo).sum())))
+    return np.asarray(rows, np.float32)
 
 
 def _vertex_uv(n_vertices: int, faces: npt.NDArray[np.int32]) -> npt.NDArray[np.float32]:

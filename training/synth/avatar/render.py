@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from training.synth.avatar.appearance import PATTERNS, Appearance, Garment
 from training.synth.avatar.mesh import AvatarMesh, Region
-from training.synth.avatar.scene import Box, Scene, Surface, load_photo
+from training.synth.avatar.scene import Box, Light, Scene, Surface, load_photo
 from training.synth.camera import Camera
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ void main() {
 
 _SURFACE_FRAGMENT = """
 #version 330
+uniform float u_gain;  // the camera's exposure
 uniform int u_textured;
 uniform sampler2D u_texture;
 in vec2 v_uv;
@@ -77,7 +79,7 @@ layout(location = 0) out vec4 f_colour;  // alpha 0: not the person
 layout(location = 1) out float f_depth;  // camera-frame z: 1 / (1 / clip w), exact at every pixel
 void main() {
     vec3 c = u_textured == 1 ? v_tint * texture(u_texture, v_uv).rgb : v_tint;
-    f_colour = vec4(min(c, vec3(1.0)), 0.0);
+    f_colour = vec4(min(c * u_gain, vec3(1.0)), 0.0);
     f_depth = 1.0 / gl_FragCoord.w;
 }
 """
@@ -110,6 +112,9 @@ void main() {
 
 _BODY_FRAGMENT = """
 #version 330
+uniform float u_gain;
+uniform int u_has_iris;
+uniform vec3 u_iris[2];      // each eyeball's front in uv: centre, radius
 uniform vec3 u_region_colour[7];
 uniform ivec2 u_pattern;     // TOP, BOTTOM: 0 plain, 1 stripes, 2 checks
 uniform vec3 u_second[2];
@@ -120,6 +125,10 @@ in vec4 v_region_a;
 in vec4 v_region_b;
 layout(location = 0) out vec4 f_colour;  // alpha 1: the person
 layout(location = 1) out float f_depth;
+
+const float IRIS_RADIUS = 0.3;   // of the cap's radius in uv
+const float PUPIL_RADIUS = 0.12;
+const vec3 SCLERA = vec3(0.92, 0.90, 0.86);
 
 float pattern(int kind, vec2 p, vec4 axes) {
     vec2 q = vec2(dot(p, axes.xy), dot(p, axes.zw));
@@ -138,14 +147,37 @@ void main() {
     if (v_region_b.y > best) { best = v_region_b.y; region = 5; }
     if (v_region_b.z > best) { region = 6; }
     vec3 albedo = u_region_colour[region];
+    if (region == 5 && u_has_iris == 1) {
+        // white of the eye, the iris (the eye colour) over the middle of the cap, a dark pupil in it
+        float d = min(distance(v_uv, u_iris[0].xy) / u_iris[0].z, distance(v_uv, u_iris[1].xy) / u_iris[1].z);
+        albedo = d < IRIS_RADIUS ? (d < PUPIL_RADIUS ? vec3(0.03) : albedo) : SCLERA;
+    }
     if (region == 2 || region == 3) {
         int g = region - 2;
         albedo = mix(albedo, u_second[g], pattern(u_pattern[g], v_uv, u_axes[g]));
     }
-    f_colour = vec4(min(albedo * v_shade, vec3(1.0)), 1.0);
+    f_colour = vec4(min(albedo * v_shade * u_gain, vec3(1.0)), 1.0);
     f_depth = 1.0 / gl_FragCoord.w;
 }
 """
+
+
+# Auto-exposure metered on the face, as webcams do: a face turned to the camera lands at EXPOSURE_TARGET(skin
+# luma) whatever the light and the skin, so a light face is not clipped white and a deep one is not drawn nearly
+# black, while lighter skin still renders lighter. The room takes the same gain (a deep-skinned subject brightens
+# the wall behind). The meter reads the light on a surface facing the camera, so an empty frame of the same scene
+# and camera is exposed as the frames with the person in it.
+EXPOSURE_TARGET = (0.38, 0.40)  # face value = a + b * skin luma (sRGB 0..1)
+EXPOSURE_GAIN = (0.4, 3.5)
+
+
+def exposure_gain(skin: Sequence[float], light: Light, camera: Camera) -> float:
+    """The camera gain that puts a face of colour `skin`, turned to `camera`, at its exposure target."""
+    luma = 0.2126 * skin[0] + 0.7152 * skin[1] + 0.0722 * skin[2]
+    facing = max(0.0, float(np.dot(light.unit_direction(), -np.asarray(camera.rotation)[2])))
+    face = max(1e-3, luma * (light.ambient + light.intensity * facing))
+    target = EXPOSURE_TARGET[0] + EXPOSURE_TARGET[1] * luma
+    return float(np.clip(target / face, *EXPOSURE_GAIN))
 
 
 @dataclass(frozen=True)
@@ -460,6 +492,7 @@ class AvatarRenderer:
             "u_light_dir": np.asarray(light.unit_direction(), np.float32).tobytes(),
             "u_light": np.float32(light.intensity).tobytes(),
             "u_ambient": np.float32(light.ambient).tobytes(),
+            "u_gain": np.float32(exposure_gain(look.skin, light, camera)).tobytes(),
         }
         for prog in (self.surface_program, self.body_program):
             for name, data in shared.items():
@@ -506,6 +539,9 @@ class AvatarRenderer:
         self._body.upload(mesh)
         prog = self.body_program
         prog["u_has_uv"].value = int(mesh.uv is not None)
+        prog["u_has_iris"].value = int(mesh.iris_uv is not None)
+        if mesh.iris_uv is not None:
+            prog["u_iris"].write(np.asarray(mesh.iris_uv, np.float32).tobytes())
         v = self._body.interleaved
         prog["u_axis"].value = (float(v[:, 0].mean()), float(v[:, 2].mean()))
         prog["u_region_colour"].write(look.region_colours().tobytes())

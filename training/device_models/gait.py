@@ -34,7 +34,7 @@ TASK = "gait"
 ARCH = "skeleton_gait"
 GEOMETRY: Final = "across"  # the booth's default walk geometry (docs/metrics.md, "Gait")
 MIN_FRAMES = 8  # a walk seen in fewer frames gives the model nothing to learn from
-SECONDS_PER_WALK = 30.0  # a 6 m walk rendered and perceived on the 2-core x86-64 machine, no GPU (under load)
+SECONDS_PER_WALK = 10.0  # a 6 m walk rendered and perceived: about 7 s on the 2-core x86-64 machine, no GPU
 AGE_GROUPS = (("10-12", 10.0, 13.0), ("13-16", 13.0, 17.0))
 
 

@@ -186,7 +186,7 @@ def recall_at_specificity(is_pos: npt.NDArray[np.bool_], score: npt.NDArray[np.f
     return float((pos > threshold).mean()), threshold
 
 
-def _binary_auc(is_pos: npt.NDArray[np.bool_], score: npt.NDArray[np.float64]) -> float:
+def binary_auc(is_pos: npt.NDArray[np.bool_], score: npt.NDArray[np.float64]) -> float:
     pos, neg = score[is_pos], score[~is_pos]
     if len(pos) == 0 or len(neg) == 0:
         return math.nan
@@ -202,7 +202,7 @@ def screening_figures(target: npt.ArrayLike, pred: npt.ArrayLike, subjects: npt.
     score = np.asarray(pred, np.float64)[:, POSITIVE]
 
     def stats(idx: npt.NDArray[np.int64]) -> dict[str, float]:
-        return {"auc": _binary_auc(is_pos[idx], score[idx]),
+        return {"auc": binary_auc(is_pos[idx], score[idx]),
                 "recall": recall_at_specificity(is_pos[idx], score[idx])[0]}  # fmt: skip
 
     point = stats(np.arange(len(score)))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract.landmarks import NUM_LANDMARKS, Landmark
 from contract.wire import ModelRef
@@ -27,7 +27,7 @@ from edge.model_store import ModelStore, ModelStoreError, file_sha256
 from edge.perception.face_detector import FaceDetector
 from edge.perception.face_landmarker import FaceLandmarker, FaceLandmarks
 from edge.perception.head_pose import HeadPoseEstimator
-from edge.perception.pose_detector import PoseDetector, detection_to_roi
+from edge.perception.pose_detector import PixelBox, PoseDetector, detection_to_roi
 from edge.perception.pose_landmarker import PoseLandmarker, PoseLandmarks, roi_from_auxiliary
 from edge.perception.roi import RotatedRect, rect_from_box
 from edge.perception.smoothing import LandmarkSmoother
@@ -74,6 +74,13 @@ class PerceptionConfig(BaseModel):
         description="while some but fewer than max_persons people are tracked, run the detector every this many "
         "frames to take up newcomers (1: every frame; 0: only when nobody is tracked or a track is lost)",
     )
+    detection_regions: list[tuple[float, float, float, float]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="parts of the frame (x0, y0, x1, y1, fractions of its width and height) the pose detector also "
+        "searches, magnified to its input, whenever it runs: where people appear too small to be found in the whole "
+        "frame, e.g. the far end of a corridor seen by a booth camera at its end (each costs one more detector run)",
+    )
     detection_min_score: float = Field(default=0.5, ge=0, le=1, description="pose detector score threshold")
     detection_iou: float = Field(default=0.3, gt=0, le=1, description="pose detector non-max suppression IoU")
     pose_presence_threshold: float = Field(
@@ -82,6 +89,17 @@ class PerceptionConfig(BaseModel):
     face_min_score: float = Field(default=0.5, ge=0, le=1, description="face detector score threshold")
     face_presence_threshold: float = Field(default=0.5, ge=0, le=1, description="face flag threshold")
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig, description="temporal smoothing")
+
+    @field_validator("detection_regions")
+    @classmethod
+    def _regions_inside_the_frame(
+        cls, regions: list[tuple[float, float, float, float]]
+    ) -> list[tuple[float, float, float, float]]:
+        for x0, y0, x1, y1 in regions:
+            if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+                box = [x0, y0, x1, y1]
+                raise ValueError(f"detection region {box}: expected 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+        return regions
 
     @model_validator(mode="after")
     def _needs_pose(self) -> PerceptionConfig:
@@ -224,6 +242,8 @@ class PerceptionPipeline:
             self._since_detection = 0
             t0 = time.perf_counter()
             detections = self.pose_detector(frame)
+            for region in self.config.detection_regions:
+                detections += self.pose_detector(frame, _pixel_box(region, width, height))
             ms["pose_detection"] += (time.perf_counter() - t0) * 1e3
             for det in detections:
                 if len(live) >= self.config.max_persons:
@@ -327,6 +347,12 @@ class PerceptionPipeline:
         person.face_landmarks = face.points
         person.head_pose = self.head_pose(face.points)
         ms["head_pose"] += (time.perf_counter() - t0) * 1e3
+
+
+def _pixel_box(region: tuple[float, float, float, float], width: int, height: int) -> PixelBox:
+    """A region given in fractions of the frame, in whole pixels (at least one pixel wide and high)."""
+    x0, y0 = min(int(region[0] * width), width - 1), min(int(region[1] * height), height - 1)
+    return x0, y0, max(x0 + 1, round(region[2] * width)), max(y0 + 1, round(region[3] * height))
 
 
 def _is_segmentation(shape: list[int]) -> bool:

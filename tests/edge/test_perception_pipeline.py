@@ -262,3 +262,29 @@ def test_face_is_tracked_from_its_landmarks(model_dir: Path) -> None:
         rolls.append(person.head_pose.roll)
     assert pipe.face_detector.calls == 1 and pipe.face_landmarker.calls == 3
     assert max(rolls) - min(rolls) < 2.0
+
+
+def test_a_person_too_small_for_the_whole_frame_is_found_in_a_detection_region(model_dir: Path) -> None:
+    """The astronaut shrunk to 110 px in a 640×480 frame (a student at the far end of a corridor): the detector
+    misses her in the whole frame, finds her in a region magnified to its input, and her keypoints come back in
+    the frame's pixels."""
+    size, (cx, cy) = 110, (420, 200)
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    x0, y0 = cx - size // 2, cy - size // 2
+    frame[y0 : y0 + size, x0 : x0 + size] = cv2.resize(astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    reference = only_person(PerceptionPipeline(PerceptionConfig(face=False), model_dir), astronaut())
+    expected_nose = np.array([x0, y0]) + reference.keypoints[L.NOSE, :2] * size / 512
+
+    def persons(regions: list[tuple[float, float, float, float]]) -> list[Person]:
+        config = PerceptionConfig(backend=BackendConfig(threads=1), face=False, detection_regions=regions)
+        return PerceptionPipeline(config, model_dir).process(frame, 0.0).persons
+
+    assert persons([]) == []
+    assert persons([(0.0, 0.5, 0.3, 1.0)]) == [], "a region where nobody stands finds nobody"
+    (found,) = persons([(0.5, 0.2, 0.8, 0.65)])
+    assert np.linalg.norm(found.keypoints[L.NOSE, :2] - expected_nose) < 6.0
+
+
+def test_a_detection_region_outside_the_frame_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"detection region \[0\.5, 0\.2, 1\.2, 0\.6\]"):
+        PerceptionConfig(detection_regions=[(0.5, 0.2, 1.2, 0.6)])

@@ -135,11 +135,21 @@ def perceive_walk(clip: Any, pipeline: Any) -> WalkRecord:
     return rec
 
 
-def make_pipeline(model_dir: Path | None = None) -> Any:
+# Where a booth camera at the corridor's end sees the far end of the walk: the middle third of the frame. Its
+# detector also searches there, magnified (perception.detection_regions), or students walking towards it are found
+# only in the last metre or two.
+FAR_END_REGION = (1 / 3, 0.25, 2 / 3, 2 / 3)
+
+
+def make_pipeline(model_dir: Path | None = None, geometry: Geometry = "all") -> Any:
+    """The booth's perception as its profile sets it up for `geometry` (docs/metrics.md, "Walk geometry")."""
     from edge.perception.pipeline import PerceptionConfig, PerceptionPipeline
 
     root = model_dir or Path(os.environ.get("EDGESCREEN_MODEL_DIR", Path.home() / ".cache/edgescreen/models"))
-    config = PerceptionConfig.model_validate({"segmentation": True, "face": False, "backend": {"threads": 2}})
+    regions = [FAR_END_REGION] if geometry != "across" else []
+    config = PerceptionConfig.model_validate(
+        {"segmentation": True, "face": False, "backend": {"threads": 2}, "detection_regions": regions}
+    )
     return PerceptionPipeline(config, root)
 
 
@@ -166,7 +176,7 @@ def render_walks(
     done = (
         {json.loads(line)["subject"] for line in index_file.read_text().splitlines()} if index_file.exists() else set()
     )
-    pipeline = make_pipeline(model_dir)
+    pipeline = make_pipeline(model_dir, geometry)
     renderer = SceneRenderer(width, height)
     started = time.monotonic()
     for k, index in enumerate(subject_indices(seed, geometry, n, first)):

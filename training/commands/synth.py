@@ -24,7 +24,7 @@ HELP = {
     "xray": "lateral cervical X-ray-like images; grayscale image folder + labels.csv (normal/straightened/reversed)",
     "walkthroughs": "gait-booth walk-throughs as perception replays (.npz) + labels.json",
 }
-AVATAR_SCENES = ("office-desk", "booth-walk", "head-station")  # training.synth.avatar.scenes.SCENE_KINDS
+AVATAR_SCENES = ("office-desk", "booth-walk", "head-station", "flexion")  # training.synth.avatar.scenes.SCENE_KINDS
 AVATAR_HELP = "avatar images (or clips) of a role's scene with per-frame truth in DIR/truth.jsonl"
 
 

@@ -1,6 +1,6 @@
 """Avatar scenes with their truth: who, in which pose, where, seen by which camera, and what every metric is.
 
-Three scene kinds, one per device role (docs/synthetic.md, "Avatar scenes"):
+Four scene kinds, one per device role and one for study 001 (docs/synthetic.md, "Avatar scenes"):
   office-desk   a seated office worker at a desk (desk and chair hide part of the body), the posture device's
                 camera on the monitor (front), beside it (oblique) or on a side wall (side); posture from the
                 generator's office sampler, the cervicogenic-headache label by its rule (labels.ch_label);
@@ -9,7 +9,13 @@ Three scene kinds, one per device role (docs/synthetic.md, "Avatar scenes"):
                 (pose.sample_scoliosis), the Scoliosis1K class by its rule (labels.scoliosis_label), the walk cycle
                 with the asymmetries scoliosis and pain cause (walk.sample_walk);
   head-station  a seated adult facing the head-pose station's camera, head yaw / pitch / roll and lateral /
-                sagittal shift over the cervical-dystonia-like range (posture.sample_posture "cervical").
+                sagittal shift over the cervical-dystonia-like range (posture.sample_posture "cervical");
+  flexion       an adult aged 18-70 standing in a clinic or office (or before a photo) who bends forward as far as
+                is comfortable and returns (walk.FlexionTrial: the capsule generator's gait.sample_flexion for an
+                MCI or MI pattern), seen from the side 2.5-3.5 m away as training.synth.tasks.flexion sees it; the
+                MCI/MI class by its rule (labels.flexion_label). A subject does `FLEXION_TRIALS` trials
+                (`flexion_plan`, trial 0 is the subject's clip): the same person, pattern, label, room and clothes,
+                each trial its own movement and camera placement.
 
 Each subject i of a set is drawn from generators seeded by (seed, scene, i) only, so the same seed and size give
 byte-identical images and truth, and the first subjects of a larger set are the same people in the same poses
@@ -24,7 +30,8 @@ its wire name from truth.frame_truth (the device's definition on those exact lan
 variants beside it), the subject's phenotype, the view, whether a prop or wall hides any landmark inside the image
 ("occluded"), the label, and what was asked ("asked": the posture parameters the body was built from). A booth
 clip also carries the walk's gait measures (truth.gait_truth) under the gait role's wire names; the per-frame
-values of the names both share move to "<name>_frame".
+values of the names both share move to "<name>_frame". A flexion frame carries its "trial" and the trial's
+movement parameters ("flexion": gait.FlexionParams, the pattern being the clean class).
 """
 
 from __future__ import annotations
@@ -54,25 +61,32 @@ from training.synth.avatar.pose import PoseParams, sample_scoliosis, seated
 from training.synth.avatar.render import AvatarRenderer, Frame
 from training.synth.avatar.scene import Scene, _enclose, make_scene
 from training.synth.avatar.truth import HEADPOSE_METRICS, frame_truth, gait_truth
-from training.synth.avatar.walk import WalkCycle, sample_walk
+from training.synth.avatar.walk import FlexionTrial, WalkCycle, sample_walk
 from training.synth.body import head_orientation
-from training.synth.gait import pain_level
+from training.synth.gait import FlexionParams, FlexionPattern, pain_level, sample_flexion
 from training.synth.posture import Posture, sample_posture
 
-SceneKind = Literal["office-desk", "booth-walk", "head-station"]
+SceneKind = Literal["office-desk", "booth-walk", "head-station", "flexion"]
 SCENE_KINDS: tuple[SceneKind, ...] = get_args(SceneKind)
 View = Literal["front", "back", "side", "oblique"]
-SCENE_CODES: dict[str, int] = {"office-desk": 21, "booth-walk": 22, "head-station": 23}
-ROLE_OF_SCENE: dict[str, str] = {"office-desk": "posture", "booth-walk": "gait", "head-station": "headpose"}
+SCENE_CODES: dict[str, int] = {"office-desk": 21, "booth-walk": 22, "head-station": 23, "flexion": 24}
+# No device role screens forward flexion: its clips are for BACK-to-MOVE (study 001), which reads the keypoints
+# the device's perception finds; its truth lines carry the posture role's metrics (trunk and neck flexion).
+ROLE_OF_SCENE: dict[str, str] = {"office-desk": "posture", "booth-walk": "gait", "head-station": "headpose",
+                                 "flexion": "flexion"}  # fmt: skip
 # The wire names of each scene's role: every truth line carries them (None where the view cannot give one).
 ROLE_METRICS: dict[str, tuple[str, ...]] = {
     "office-desk": POSTURE_METRICS,
     "booth-walk": GAIT_MEASURES,
     "head-station": HEADPOSE_METRICS,
+    "flexion": POSTURE_METRICS,
 }
-IMAGES_PER_SUBJECT: dict[str, int] = {"office-desk": 2, "booth-walk": 4, "head-station": 8}
-CLIP_FPS: dict[str, float] = {"office-desk": 10.0, "booth-walk": 15.0, "head-station": 10.0}
-CLIP_SECONDS: dict[str, float] = {"office-desk": 4.0, "head-station": 4.0}  # a walk lasts as long as it takes
+IMAGES_PER_SUBJECT: dict[str, int] = {"office-desk": 2, "booth-walk": 4, "head-station": 8, "flexion": 4}
+# Flexion at the capsule task's 10 fps (tasks.FLEXION_FPS): the trial's tremor is drawn per frame at that rate.
+CLIP_FPS: dict[str, float] = {"office-desk": 10.0, "booth-walk": 15.0, "head-station": 10.0, "flexion": 10.0}
+CLIP_SECONDS: dict[str, float] = {"office-desk": 4.0, "head-station": 4.0}  # walks and trials last as they take
+FLEXION_TRIALS = 2  # trials per subject, as tasks.SAMPLES_PER_SUBJECT["flexion"]
+FLEXION_MI_SHARE = 0.55  # of subjects with the MI pattern, as tasks.flexion
 HEAD_FIELDS = ("neck_flexion", "head_yaw", "head_pitch", "head_roll", "head_lateral_shift", "head_sagittal_shift")
 DEFAULT_SIZE = (640, 480)
 JOINT_LANDMARKS = np.arange(int(Lm.LEFT_SHOULDER), NUM_LANDMARKS)  # BlazePose's body points (face ones are skin)
@@ -293,12 +307,56 @@ def _walk_plan(seed: int, index: int, n_frames: int | None, clip: bool) -> Subje
                        class_names("gait")[label.observed], extra)  # fmt: skip
 
 
+FLEXION_TRIAL_KEY = 100  # a trial's own generator: (seed, scene, subject, FLEXION_TRIAL_KEY + trial)
+SPINE_ASKED = ("pelvic_tilt", "lumbar_flexion", "thoracic_flexion")  # the LimbPose angles a flexion trial moves
+
+
+def flexion_plan(seed: int, index: int, *, trial: int = 0, clip: bool = True, n_frames: int | None = None
+                 ) -> SubjectPlan:  # fmt: skip
+    """Trial `trial` of flexion subject `index`: who the subject is, their pattern and its observed label come from
+    (seed, scene, index) as tasks.flexion draws them (standing posture, MI for FLEXION_MI_SHARE, labels.flexion_label
+    with its label noise); the trial's movement (gait.sample_flexion for the pattern, its tremor) from the trial's
+    own generator. A clip lasts the whole trial (or its first n_frames); stills are spread over it."""
+    kind = "flexion"
+    if not 0 <= trial < FLEXION_TRIALS:
+        raise ValueError(f"avatar scene flexion: trial must be 0..{FLEXION_TRIALS - 1}, got {trial}")
+    rng = np.random.default_rng([seed, SCENE_CODES[kind], index])
+    phenotype = sample_phenotype(rng, "adult")
+    posture = sample_posture(rng, "standing")
+    pattern: FlexionPattern = "mi" if rng.random() < FLEXION_MI_SHARE else "mci"
+    label = rules.flexion_label(pattern, rng)
+    trng = np.random.default_rng([seed, SCENE_CODES[kind], index, FLEXION_TRIAL_KEY + trial])
+    params = sample_flexion(trng, pattern)
+    fps = CLIP_FPS[kind]
+    motion = FlexionTrial.make(posture, params, seed=int(trng.integers(2**31)), fps=fps)
+    total = len(motion.states)
+    if clip:
+        times = tuple(i / fps for i in range(total if n_frames is None else min(n_frames, total)))
+    else:
+        k = int(n_frames or IMAGES_PER_SUBJECT[kind])
+        offset = float(trng.uniform(0.1, 0.9))
+        times = tuple(motion.duration_s * (j + offset) / k for j in range(k))
+    base = PoseParams(posture=posture)
+    requests = tuple(BodyRequest(phenotype, replace(base, motion=motion), t) for t in times)
+    asked = []
+    for t in times:
+        now = motion.pose_at(base, t)
+        spine = {name: float(getattr(now.limbs, name)) for name in SPINE_ASKED}
+        asked.append(now.posture.as_dict() | spine | {"knee_flexion": float(np.mean(now.limbs.knee_flexion))})
+    extra = {"trial": trial, "flexion": params, "motion": motion, "label_clean": label.clean}
+    return SubjectPlan(kind, index, seed, phenotype, requests, times, tuple(asked), "side",
+                       class_names("flexion")[label.observed], extra)  # fmt: skip
+
+
 def plan_subject(kind: str, seed: int, index: int, *, clip: bool = False, n_frames: int | None = None) -> SubjectPlan:
     """Subject `index` of a `kind` set from `seed`: its stills (IMAGES_PER_SUBJECT, or n_frames) or its clip
-    (CLIP_SECONDS at CLIP_FPS, or n_frames; a walk lasts as long as the walk)."""
+    (CLIP_SECONDS at CLIP_FPS, or n_frames; a walk lasts as long as the walk, a flexion clip is the subject's
+    first trial)."""
     check_kind(kind)
     if kind == "booth-walk":
         return _walk_plan(seed, index, n_frames, clip)
+    if kind == "flexion":
+        return flexion_plan(seed, index, clip=clip, n_frames=n_frames)
     k = n_frames if n_frames is not None else (
         round(CLIP_SECONDS[kind] * CLIP_FPS[kind]) if clip else IMAGES_PER_SUBJECT[kind]
     )  # fmt: skip
@@ -323,6 +381,7 @@ ROOM_POOL: dict[str, dict[str, int]] = {
     "office-desk": {"office": 6, "photo": 2},
     "head-station": {"clinic": 4, "office": 2, "photo": 2},
     "booth-walk": {"corridor": 6, "photo": 2},
+    "flexion": {"clinic": 4, "office": 2, "photo": 2},
 }
 _BACKDROP_CODES = {"office": 1, "clinic": 2, "corridor": 3, "photo": 4}
 
@@ -391,7 +450,30 @@ def _walk_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator) 
     return pose, scene
 
 
-_STAGES = {"office-desk": _office_stage, "head-station": _head_stage, "booth-walk": _walk_stage}
+# A flexion camera stands as tasks.flexion's: on a side wall 2.5-3.5 m from the subject, 0.9-1.3 m high, aimed
+# at mid-body a little forward of the feet (the trunk bends forward), a few degrees off square.
+FLEXION_CAMERA: dict[str, Any] = {"distance_m": (2.5, 3.5), "hfov_deg": (55.0, 65.0), "height_m": (0.9, 1.3),
+                  "azimuth_jitter_deg": 8.0}  # fmt: skip
+PROP_CLEARANCE_M = 1.2  # a cabinet nearer the camera than this (horizontally) would stand in front of the lens
+
+
+def _flexion_stage(plan: SubjectPlan, first: BodyPoints, rng: np.random.Generator) -> tuple[CameraPose, Scene]:
+    height = float(first.blazepose[:, 1].max())
+    target = np.array([0.0, 0.5 * height, 0.25])
+    # The room and clothes are the subject's (one visit); each trial places the camera anew.
+    camera_rng = plan.rng(3, int(plan.extra["trial"]))
+    pose = role_camera("booth-side", camera_rng, target, **FLEXION_CAMERA)
+    u = rng.random()
+    backdrop = "clinic" if u < 0.5 else ("office" if u < 0.8 else "photo")
+    scene = pooled_scene(plan, backdrop, rng, contain=[pose.position] if backdrop != "photo" else ())
+    camera_xz = np.array([pose.position[0], pose.position[2]])
+    clear = tuple(p for p in scene.props
+                  if np.hypot(*(np.array([p.centre[0], p.centre[2]]) - camera_xz)) >= PROP_CLEARANCE_M)  # fmt: skip
+    return pose, replace(scene, props=clear)
+
+
+_STAGES = {"office-desk": _office_stage, "head-station": _head_stage, "booth-walk": _walk_stage,
+           "flexion": _flexion_stage}  # fmt: skip
 
 
 def view_of(points: BodyPoints, camera_position: Sequence[float]) -> View:
@@ -473,6 +555,9 @@ def frame_record(
     )
     if plan.kind == "booth-walk":
         record.update(cobb_deg=round(float(plan.extra["cobb_deg"]), 3), direction=_direction(plan))
+    if plan.kind == "flexion":
+        params: FlexionParams = plan.extra["flexion"]
+        record.update(trial=int(plan.extra["trial"]), flexion=_round(vars(params).copy(), 4))
     return record
 
 

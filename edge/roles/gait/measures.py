@@ -96,7 +96,8 @@ def foot_signal(track: Track, direction: int, along: bool = False) -> F64:
     axis = 1 if along else 0
     left = _foot(kp, Lm.LEFT_HEEL, Lm.LEFT_ANKLE, axis)
     right = _foot(kp, Lm.RIGHT_HEEL, Lm.RIGHT_ANKLE, axis)
-    leg = np.nanmedian(np.linalg.norm(kp[:, Lm.LEFT_HIP] - kp[:, Lm.LEFT_ANKLE], axis=1)) if len(kp) else np.nan
+    lengths = np.linalg.norm(kp[:, Lm.LEFT_HIP] - kp[:, Lm.LEFT_ANKLE], axis=1) if len(kp) else np.empty(0)
+    leg = float(np.nanmedian(lengths)) if np.isfinite(lengths).any() else np.nan  # no leg seen: no signal
     if not np.isfinite(leg) or leg <= 0:
         return np.full(len(track.t), np.nan)
     s = _interp(track.t, direction * (left - right) / leg)

@@ -10,7 +10,9 @@ each window's (or walk-through's) values are compared with the truth over the sa
   (`sample_posture(rng, "cervical")`: yaw ±45°, pitch ±25°, roll ±25°, shifts), four poses from the front and one
   from 30° to the side per subject;
 - gait: school-age subjects crossing the booth's side camera (some with a scoliosis-like asymmetry or an antalgic
-  step-time asymmetry), plus empty and standing clips and deliberately bad walks (reversed, turned back).
+  step-time asymmetry), plus empty and standing clips and deliberately bad walks (reversed, turned back); with
+  `--geometry along`, walking 6 m towards or away from a camera at the corridor's end (perceived with the far-end
+  detection region), the wrong-way walk then crossing a side camera.
 
 Truth per metric: `<name>` is the device's own definition on the exact landmarks (what a perfect pose model would
 make the device report: the device's error against it is perception's), `<name>_clinical` the clinical definition
@@ -20,6 +22,7 @@ Statistics: training/validation.py. Prints markdown tables; `--out` writes every
 numbers as JSON.
 
     python benchmarks/accuracy.py --role posture|headpose|gait --subjects N [--seed S] [--out FILE.json]
+    python benchmarks/accuracy.py --role gait --geometry along --subjects N
     python benchmarks/accuracy.py --fit-corrections    # refit the posture corrections (docs/metrics.md)
 """
 
@@ -225,7 +228,22 @@ def _booth(rng: np.random.Generator) -> tuple[Any, Any, float, float]:
     return pose.camera(W, H), scene, heading, span
 
 
-def gait_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
+WALK_HALF_M = 3.0  # along the corridor: a 6 m walk, as the booth-walk scene draws it
+
+
+def _booth_end(rng: np.random.Generator) -> tuple[Any, Any, float, float]:
+    """The booth's camera at the corridor's end, looking down it (+z to -z): the walk runs along z between
+    ±WALK_HALF_M, its near end 3.0-4.5 m from the camera, as the booth-walk scene places it."""
+    from training.synth.avatar.camera import role_camera
+    from training.synth.avatar.scene import make_scene
+
+    pose = role_camera("booth-end", rng, (0.0, 1.0, 0.0), distance_m=(WALK_HALF_M + 3.0, WALK_HALF_M + 4.5))
+    heading = 0.0 if rng.random() < 0.5 else 180.0  # towards the camera, or away from it
+    scene = make_scene("corridor", rng, walk_length_m=2 * WALK_HALF_M + 2, contain=[pose.position])
+    return pose.camera(W, H), scene, heading, WALK_HALF_M
+
+
+def gait_clips(studio: Studio, subjects: int, seed: int, geometry: str = "across") -> list[ClipSpec]:
     from training.synth.avatar.appearance import sample_appearance
     from training.synth.avatar.builder import BodyRequest, build_bodies, stature_m
     from training.synth.avatar.phenotype import sample_phenotype
@@ -248,7 +266,10 @@ def gait_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
                 posture = base.posture
             look = sample_appearance(rng)
             r = np.random.default_rng([seed, 6, s, len(kind)])
-            camera, scene, heading, span = _booth(r)
+            camera, scene, heading, span = place(r)
+            if along and kind == "reversed":  # along the corridor either way is right: the wrong way is across it
+                camera, scene, _, _ = _booth(r)
+                heading = 0.0
             sign = 1.0 if heading == 0.0 else -1.0  # along +z or -z
             cycle = sample_walk(rng, phenotype, stature_m(phenotype), posture, pain=pain,
                                 start=(0.0, -sign * span), heading_deg=heading)  # fmt: skip
@@ -280,7 +301,8 @@ def gait_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
                               age_group=age_group(phenotype.age_years))  # fmt: skip
             if kind == "clean":
                 timed = [(i / GAIT_FPS, p) for i, p in enumerate(points) if p is not None]
-                clip.extra["landmark_truth"] = gait_truth(timed, camera, +1)
+                towards = +1 if heading == 0.0 else -1  # along: the end camera looks down -z
+                clip.extra["landmark_truth"] = gait_truth(timed, camera, towards if along else +1, along=along)
             return clip
 
         return render
@@ -288,7 +310,7 @@ def gait_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
     def empty_clip(s: int) -> Callable[[], RenderedClip]:
         def render() -> RenderedClip:
             r = np.random.default_rng([seed, 7, s])
-            camera, scene, _, _ = _booth(r)
+            camera, scene, _, _ = place(r)
             nobody = [None] * int(3.0 * GAIT_FPS)
             clip, _ = studio.moving(nobody, scene, camera, look=sample_appearance(r), rng=r, fps=GAIT_FPS)
             clip.extra["kind"] = "empty"
@@ -296,9 +318,12 @@ def gait_clips(studio: Studio, subjects: int, seed: int) -> list[ClipSpec]:
 
         return render
 
+    along = geometry == "along"
+    place = _booth_end if along else _booth
     clips = []
     for s in range(subjects):
-        clips.append(ClipSpec(f"g{s}-clean", {"subject": f"g{s}", "kind": "clean", "view": "side"},
+        view = "along" if along else "side"
+        clips.append(ClipSpec(f"g{s}-clean", {"subject": f"g{s}", "kind": "clean", "view": view},
                               walk_clip(s, "clean")))  # fmt: skip
         if s % 4 == 0:
             clips.append(ClipSpec(f"g{s}-empty", {"subject": f"e{s}", "kind": "empty"}, empty_clip(s)))
@@ -527,6 +552,12 @@ def fit_posture_corrections(fit: int = 200, held_out: int = 100) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--role", choices=("posture", "headpose", "gait"))
+    parser.add_argument(
+        "--geometry",
+        choices=("across", "along"),
+        default="across",
+        help="gait: walks across a side-wall camera, or along the corridor to and from its end",
+    )
     parser.add_argument("--fit-corrections", action="store_true", help="fit the posture corrections and exit")
     parser.add_argument("--subjects", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -562,10 +593,14 @@ def main() -> None:
                                                                    "exact landmarks": ""}, None)  # fmt: skip
         cov = coverage(records, HEADPOSE_METRICS)
     else:
-        clips = gait_clips(studio, args.subjects, args.seed)
-        settings = {"direction": "left_to_right"}
+        clips = gait_clips(studio, args.subjects, args.seed, args.geometry)
+        settings = {"direction": "along" if args.geometry == "along" else "left_to_right"}
         perception = {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 2}, "max_persons": 2,
                       "census_every": 10}  # fmt: skip
+        if args.geometry == "along":
+            from training.synth.booth_dataset import FAR_END_REGION
+
+            perception["detection_regions"] = [FAR_END_REGION]
         results = run_clips("gait", clips, model_dir=args.model_dir, role_settings=settings, perception=perception)
         records = gait_records(results)
         table, numbers = gait_report(records)

@@ -197,10 +197,11 @@ def frame_truth(points: BodyPoints, camera: Camera, visible: npt.ArrayLike | Non
 
 
 def gait_truth(
-    frames: Sequence[tuple[float, BodyPoints]], camera: Camera, direction: int
+    frames: Sequence[tuple[float, BodyPoints]], camera: Camera, direction: int, *, along: bool = False
 ) -> dict[str, float | int | None]:
     """The gait booth's measures over one walk (frames: (time s, points)), by the device's cycle finder and
-    measures on the exact landmarks; `direction` +1 when the walk goes towards image right. Also `gait_cycles`."""
+    measures on the exact landmarks; `direction` +1 when the walk goes towards image right (`along`: towards the
+    camera, -1 away from it). Also `gait_cycles`."""
     walk = []
     for t, points in frames:
         kp = pixel_keypoints(points, camera)
@@ -210,8 +211,8 @@ def gait_truth(
             )
         )
     track = Track.from_frames(walk, min_visibility=0.5)
-    cycles, signal = gait_cycles(track, direction)
-    measures = gait_measures(track, signal, cycles)
+    cycles, signal = gait_cycles(track, direction, along)
+    measures = gait_measures(track, signal, cycles, along)
     out: dict[str, float | int | None] = {name: measures[name][0] for name in GAIT_MEASURES}
     out["gait_cycles"] = len(cycles)
     return out

@@ -48,7 +48,7 @@ def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path: Path, an
     assert one == two
 
 
-@pytest.mark.parametrize("scene", ["office-desk", "booth-walk", "head-station"])
+@pytest.mark.parametrize("scene", ["office-desk", "booth-walk", "head-station", "flexion"])
 def test_truth_lines_carry_every_metric_of_the_role(tmp_path: Path, anny_model: Any, scene: str) -> None:
     _run(tmp_path, scene, 2, 1)
     lines = (tmp_path / "truth.jsonl").read_text().splitlines()

@@ -21,10 +21,13 @@ from training.device_models.gait import BoothPlan, load_walk_set, train_booth_mo
 from training.synth.booth_dataset import WalkRecord
 
 
-def write_walks(out: Path, n: int, seed: int, *, last_along: bool = False) -> None:
+def write_walks(out: Path, n: int, seed: int, *, last_across: bool = False) -> None:
+    """`n` perceived-looking walks along the corridor (the booth's geometry); the last one across it if asked."""
     walks, _, infos = walk_set(n, seed, frames=40)
-    if last_along:
-        infos[-1]["geometry"] = "along"
+    for info in infos:
+        info["geometry"] = "along"
+    if last_across:
+        infos[-1]["geometry"] = "across"
     (out / "walks").mkdir(parents=True)
     for i, (kp, info) in enumerate(zip(walks, infos, strict=True)):
         t = len(kp)
@@ -40,9 +43,9 @@ def write_walks(out: Path, n: int, seed: int, *, last_along: bool = False) -> No
 
 
 def test_walk_set_keeps_only_perceived_frames_of_the_geometry(tmp_path: Path) -> None:
-    write_walks(tmp_path, 7, seed=1, last_along=True)
+    write_walks(tmp_path, 7, seed=1, last_across=True)
     walks = load_walk_set(tmp_path)
-    assert len(walks) == 6  # the walk towards the camera is another input
+    assert len(walks) == 6  # the walk across a side-wall camera is another input
     assert all(len(s) == 37 for s in walks.sequences)  # the 3 frames without the person are not fed
     assert set(walks.age_group.tolist()) <= {"10-12", "13-16"}
     assert len(load_walk_set(tmp_path, geometry=None)) == 7

@@ -103,12 +103,25 @@ def parity(
     )  # fmt: skip
 
 
+# An AUC or r on fewer samples says nothing about whether INT8 kept the model's behaviour.
+MIN_GATE_SAMPLES = 20
+
+
 def quantize_with_gate(
-    task: str, fp32: Path, x: npt.NDArray[np.float32], y: npt.NDArray[Any], *, budget: Budget | None = None
+    task: str,
+    fp32: Path,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[Any],
+    *,
+    budget: Budget | None = None,
+    min_samples: int = MIN_GATE_SAMPLES,
 ) -> Int8Outcome:
     """INT8 (static QDQ, ONNX Runtime CPU scheme) calibrated on the first half of `x`, gated on the second."""
     budget = budget or Budget()
     x = np.ascontiguousarray(x, np.float32)
+    if len(x) < 2 * min_samples:
+        return Int8Outcome(fp32, "fp32", None, f"stays FP32: {len(x)} held-out samples cannot both calibrate INT8 "
+                           f"and judge it (at least {2 * min_samples})")  # fmt: skip
     half = max(1, len(x) // 2)
     calib, test_x, test_y = x[:half], x[half:], np.asarray(y)[half:]
     int8 = fp32.with_name(fp32.stem + ".int8.onnx")

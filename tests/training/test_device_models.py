@@ -113,11 +113,22 @@ def test_a_failed_int8_gate_keeps_fp32_and_says_so(station_run: dict[str, Any]) 
 
     shipped = station_run["run"].shipped[0]
     held = _held_out(station_run["out"])
-    outcome = quantize_with_gate("head-shift", shipped.fp32, held[0], held[1], budget=Budget(r=-1.0))
+    outcome = quantize_with_gate("head-shift", shipped.fp32, held[0], held[1], budget=Budget(r=-1.0), min_samples=4)
     assert outcome.precision == "fp32" and outcome.chosen == shipped.fp32
     assert outcome.note.startswith("stays FP32: INT8 failed the parity gate")
     report = json.loads(outcome.report.read_text()) if outcome.report else {}
     assert report["passed"] is False and report["candidate"]["precision"] == "int8"
+
+
+def test_too_few_held_out_samples_to_judge_int8_keep_fp32(station_run: dict[str, Any]) -> None:
+    """An AUC or r on a handful of samples cannot show that INT8 kept the model's behaviour."""
+    from export.device_models.int8 import quantize_with_gate
+
+    shipped = station_run["run"].shipped[0]
+    held = _held_out(station_run["out"])
+    outcome = quantize_with_gate("head-shift", shipped.fp32, held[0][:8], held[1][:8])
+    assert outcome.precision == "fp32" and outcome.chosen == shipped.fp32 and outcome.report is None
+    assert outcome.note == "stays FP32: 8 held-out samples cannot both calibrate INT8 and judge it (at least 40)"
 
 
 def _held_out(out: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,17 @@ def test_a_card_not_shipped_says_so_in_the_markdown() -> None:
     assert "- **Not shipped: m: AUC 0.520 (0.410-0.630) is not clear of chance: not installed**" in text
 
 
+def test_a_booth_card_shows_its_screening_figures() -> None:
+    """The booth screens positive against the rest: the card says how well, beside the three-class headline."""
+    booth = card("gait-skeleton", "gait", classifier_pooled(0.71, [0.62, 0.81]))
+    booth["cv"]["screening"] = {"auc_positive": 0.8859, "auc_positive_ci95": [0.7965, 0.9578],
+                                "recall_at_spec80": 0.8696, "recall_at_spec80_ci95": [0.4762, 1.0],
+                                "threshold_at_spec80": 0.1668}  # fmt: skip
+    assert ("- Screening (positive against the rest, by P(positive)): AUC 0.886 (0.796-0.958), positive recall at "
+            "specificity 0.80 0.870 (0.476-1.000) (threshold 0.1668).") in card_markdown(booth)  # fmt: skip
+    assert "Screening" not in card_markdown(card("m", "posture-keypoints", classifier_pooled(0.7, [0.6, 0.8])))
+
+
 def fake_model(name: str, task: str, pooled: dict[str, Any], profile_key: str, tmp: Path) -> TrainedModel:
     # the checkpoint does not exist: a model the gate stops must never reach the export
     return TrainedModel(name=name, task=task, arch="arch", checkpoint=tmp / f"{name}-missing.pt",

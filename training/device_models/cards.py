@@ -105,6 +105,14 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"({t.get('seconds')} s in all on the 2-core x86-64 machine, no GPU).",
         f"- CV (pooled out-of-fold, 95 % CI by subject bootstrap): {headline(card)}.",
     ]
+    screening = card["cv"].get("screening")
+    if screening:
+        lines.append(
+            f"- Screening (positive against the rest, by P(positive)): AUC "
+            f"{_ci(screening.get('auc_positive'), screening.get('auc_positive_ci95'))}, positive recall at specificity "
+            f"0.80 {_ci(screening.get('recall_at_spec80'), screening.get('recall_at_spec80_ci95'))} (threshold "
+            f"{screening.get('threshold_at_spec80')})."
+        )
     for column in ("sex", "age_group"):
         groups = card["cv"].get(f"by_{column}") or {}
         if groups:

@@ -1,5 +1,5 @@
 """Gait booth on the real camera path with real perception: `edgescreen edge run --profile gait-booth.yaml
---source CLIP` (a child process) → a real broker.
+--source CLIP` (as a side-wall booth, tests/support/booth.py; a child process) → a real broker.
 
 A real photo of a person (skimage's astronaut) slides in from the left, across the frame and out at the
 right: exactly one walk-through, reported with its quality outcome (a photo shows no legs, so it cannot be a
@@ -21,10 +21,9 @@ import numpy as np
 from edge.roles.gait.message import GaitScreening
 from edgescreen.clips import BACKGROUND, astronaut_bgr, make_empty_clip
 from tests.edge.test_delivery import Subscriber
+from tests.support.booth import side_wall_profile
 from tests.support.broker import MosquittoBroker
 
-ROOT = Path(__file__).resolve().parents[2]
-PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"
 SIZE = (640, 480)
 FPS = 10.0
 
@@ -69,7 +68,8 @@ def _run(clip: Path, url: str, tmp: Path, model_dir: Path, name: str) -> subproc
     creds = tmp / "credentials"
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds), "OMP_NUM_THREADS": "1",
            "EDGESCREEN_MODEL_DIR": str(model_dir), "TMPDIR": str(tmp)}  # fmt: skip
-    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(PROFILE), "--source", str(clip),
+    profile = side_wall_profile(tmp)
+    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip),
            "--broker", url, "--outbox", str(tmp / f"{name}-outbox.sqlite")]  # fmt: skip
     return subprocess.run(cmd, input="", env=env, capture_output=True, text=True, timeout=240, check=False)
 
@@ -83,6 +83,7 @@ def test_photo_crossing_the_frame_is_one_walkthrough_and_an_empty_clip_none(
     sub = Subscriber(broker)
     (tmp_path / "credentials").mkdir()
     (tmp_path / "credentials" / "site-secret").write_bytes(b"camera-test-site-secret\n")
+    side_wall_profile(tmp_path)  # written before the count of what the runs write
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
 
     run = _run(crossing, broker.url, tmp_path, model_dir, "crossing")

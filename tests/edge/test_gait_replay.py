@@ -1,5 +1,6 @@
 """Gait booth end to end at the perception boundary: synthetic walk-throughs (training/synth/walkthrough.py) in
-one replay → `edgescreen edge run --profile gait-booth.yaml --replay FILE` (a child process) → a real broker.
+one replay → `edgescreen edge run --profile gait-booth.yaml --replay FILE` (as a side-wall
+booth, tests/support/booth.py; a child process) → a real broker.
 
 One message per walk-through, in order; screening walks are `screened`, the deliberately bad ones carry
 their quality outcome; the arm-swing asymmetry separates positive from negative walks (no ScoNet-MT is
@@ -21,11 +22,10 @@ from edge.replay import write_replay
 from edge.roles.gait.message import GaitScreening
 from edge.subject_code import subject_token
 from tests.edge.test_delivery import Subscriber
+from tests.support.booth import side_wall_profile
 from tests.support.broker import MosquittoBroker
 from training.synth.walkthrough import render_walkthrough
 
-ROOT = Path(__file__).resolve().parents[2]
-PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"
 SECRET = b"site-secret-for-tests-0123456789"
 CODE = "STUDENT-0042"
 # (scenario, expected outcome); walks are rendered with seed 1 and their index
@@ -58,7 +58,8 @@ def _run(replay: Path, url: str, tmp: Path, code_input: str) -> subprocess.Compl
     creds.mkdir()
     (creds / "site-secret").write_bytes(SECRET + b"\n")
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp)}
-    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(PROFILE), "--replay", str(replay),
+    profile = side_wall_profile(tmp)
+    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--replay", str(replay),
            "--broker", url, "--outbox", str(tmp / "outbox.sqlite")]  # fmt: skip
     return subprocess.run(cmd, input=code_input, env=env, capture_output=True, text=True, timeout=180, check=False)
 

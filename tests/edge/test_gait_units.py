@@ -213,6 +213,17 @@ def test_booth_without_a_model_says_so_in_one_line_and_classes_nobody(caplog: py
     assert all(ref.name != "sconet-mt" for ref in message.models)
 
 
+def test_a_booth_whose_model_is_not_installed_does_not_start_and_says_why(tmp_path: Path) -> None:
+    from contract.errors import UsageError
+
+    missing = tmp_path / "bundles" / "gait" / "current" / "models" / "gait-skeleton.onnx"
+    config = GaitConfig.model_validate({"model": {"path": str(missing)}})
+    with pytest.raises(UsageError) as caught:
+        GaitAnalyzer(EmitContext(site="north", device_id="booth-1"), config)
+    text = str(caught.value)
+    assert "\n" not in text and str(missing) in text and "no trained gait model is installed" in text
+
+
 def test_an_untrained_export_is_refused_at_start_with_one_line(tmp_path: Path, sconet_onnx: Path) -> None:
     import onnx
 

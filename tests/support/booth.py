@@ -12,9 +12,11 @@ BOOTH_PROFILE = ROOT / "firmware_config" / "profiles" / "gait-booth.yaml"
 
 
 def side_wall_profile(tmp: Path) -> Path:
-    """The shipped booth profile with walks crossing left to right and no far-end detection region."""
+    """The shipped booth profile with walks crossing left to right, no far-end detection region and no gait model
+    (its model was trained on walks along the corridor)."""
     data = yaml.safe_load(BOOTH_PROFILE.read_text())
     data["gait"]["direction"] = "left_to_right"
+    data["gait"].pop("model", None)
     data["perception"].pop("detection_regions", None)
     path = tmp / "gait-booth-side-wall.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -57,6 +57,12 @@ class GaitModel:
 
     def __init__(self, config: GaitModelConfig) -> None:
         self.config = config
+        if not config.path.is_file():
+            raise GaitModelError(
+                f"gait model {config.path} does not exist: no trained gait model is installed (install the booth's "
+                "signed gait bundle with `edgescreen models install`, or train one with `edgescreen models "
+                "train-device`; remove gait.model to measure walks without a risk class)"
+            )
         backend = BackendConfig(type="onnxruntime", providers=config.providers, threads=config.threads)
         self.backend = create_backend(backend, config.path)
         spec = self.backend.inputs[0]

@@ -46,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract.labels import GAIT_LABELS  # noqa: E402
 from training.accuracy import ClipResult, ClipSpec, RenderedClip, Studio, aggregate, run_clips  # noqa: E402
 from training.validation import agreement, agreement_row, by_group, fmt  # noqa: E402
 
@@ -366,9 +367,11 @@ def gait_records(results: list[ClipResult]) -> list[dict[str, Any]]:
         extra = {k: v for k, v in res.extra.items()}
         messages = []
         for m in res.messages:
+            probabilities = m.probabilities  # type: ignore[attr-defined]
             messages.append({"outcome": m.outcome, "frames": m.frames,  # type: ignore[attr-defined]
                              "measures": {k: v.value for k, v in m.measures.items()},  # type: ignore[attr-defined]
-                             "quality": dict(m.quality)})  # type: ignore[attr-defined]  # fmt: skip
+                             "quality": dict(m.quality),  # type: ignore[attr-defined]
+                             "probabilities": dict(probabilities) if probabilities else None})  # fmt: skip
         out.append({"clip": res.spec.key, **res.spec.meta, **extra, "messages": messages})
     return out
 
@@ -497,7 +500,34 @@ def gait_report(records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         lo, hi = pearson_ci(r_value, len(kept))
         numbers[f"r {name} ~ {true_key}"] = {"n": len(kept), "r": r_value, "ci": [lo, hi]}
         lines.append(f"| {name} | {true_key} | {len(kept)} | {fmt(r_value, 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}] |")
+    scored = [(r, msg["probabilities"]) for r, msg in walks if msg.get("probabilities")]
+    if scored:
+        lines.append(model_table(scored, numbers))
     return "\n".join(lines), numbers
+
+
+def model_table(scored: list[tuple[dict[str, Any], dict[str, float]]], numbers: dict[str, Any]) -> str:
+    """The gait model's P(positive) on the screened clean walks, by the walk's true class (the generator's Cobb rule,
+    without its measurement error), and how well it separates positive walks from the rest."""
+    from training.skeleton import binary_auc
+    from training.synth.labels import scoliosis_class
+
+    classes = [scoliosis_class(float(r["cobb_deg"])) for r, _ in scored]
+    p_pos = np.array([p["positive"] for _, p in scored], np.float64)
+    names = {v: k for k, v in GAIT_LABELS.items()}
+    lines = [
+        "\n| true class | screened walks | mean P(positive) | called positive (most probable) |",
+        "|---|---|---|---|",
+    ]
+    for k in sorted(set(classes)):
+        idx = [i for i, c in enumerate(classes) if c == k]
+        called = sum(1 for i in idx if max(scored[i][1], key=lambda c: scored[i][1][c]) == "positive")
+        lines.append(f"| {names[k]} | {len(idx)} | {p_pos[idx].mean():.2f} | {called} |")
+    is_pos = np.array([c == GAIT_LABELS["positive"] for c in classes])
+    auc = binary_auc(is_pos, p_pos)
+    numbers["model"] = {"walks": len(scored), "auc_positive": auc}
+    lines.append(f"\nP(positive) separates positive walks from the rest with AUC {fmt(auc, 2)} ({len(scored)} walks).")
+    return "\n".join(lines)
 
 
 # --- fitting the posture corrections (docs/metrics.md, "Corrections") -------------------------------------------
@@ -594,7 +624,9 @@ def main() -> None:
         cov = coverage(records, HEADPOSE_METRICS)
     else:
         clips = gait_clips(studio, args.subjects, args.seed, args.geometry)
-        settings = {"direction": "along" if args.geometry == "along" else "left_to_right"}
+        settings: dict[str, Any] = {"direction": "along" if args.geometry == "along" else "left_to_right"}
+        if args.gait_model is not None:
+            settings["model"] = {"path": str(args.gait_model)}
         perception = {"backend": {"type": "onnxruntime", "providers": ["cpu"], "threads": 2}, "max_persons": 2,
                       "census_every": 10}  # fmt: skip
         if args.geometry == "along":

@@ -588,6 +588,12 @@ def main() -> None:
         default="across",
         help="gait: walks across a side-wall camera, or along the corridor to and from its end",
     )
+    parser.add_argument(
+        "--gait-model",
+        type=Path,
+        default=None,
+        help="gait: the booth's trained model (ONNX) to run on each walk, e.g. the installed bundle's",
+    )
     parser.add_argument("--fit-corrections", action="store_true", help="fit the posture corrections and exit")
     parser.add_argument("--subjects", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

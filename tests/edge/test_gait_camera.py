@@ -10,9 +10,7 @@ takes up the second within `census_every` frames.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -21,7 +19,7 @@ import numpy as np
 from edge.roles.gait.message import GaitScreening
 from edgescreen.clips import BACKGROUND, astronaut_bgr, make_empty_clip
 from tests.edge.test_delivery import Subscriber
-from tests.support.booth import side_wall_profile
+from tests.support.booth import only_screening, run_booth, side_wall_profile
 from tests.support.broker import MosquittoBroker
 
 SIZE = (640, 480)
@@ -65,13 +63,7 @@ def make_crossing_clip(
 
 
 def _run(clip: Path, url: str, tmp: Path, model_dir: Path, name: str) -> subprocess.CompletedProcess[str]:
-    creds = tmp / "credentials"
-    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds), "OMP_NUM_THREADS": "1",
-           "EDGESCREEN_MODEL_DIR": str(model_dir), "TMPDIR": str(tmp)}  # fmt: skip
-    profile = side_wall_profile(tmp)
-    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip),
-           "--broker", url, "--outbox", str(tmp / f"{name}-outbox.sqlite")]  # fmt: skip
-    return subprocess.run(cmd, input="", env=env, capture_output=True, text=True, timeout=240, check=False)
+    return run_booth(side_wall_profile(tmp), clip, url, tmp, model_dir, name=name)
 
 
 def test_photo_crossing_the_frame_is_one_walkthrough_and_an_empty_clip_none(
@@ -123,15 +115,7 @@ def test_two_people_crossing_together_are_one_walkthrough_not_screened(
     sub = Subscriber(broker)
     (tmp_path / "credentials").mkdir()
     (tmp_path / "credentials" / "site-secret").write_bytes(b"camera-test-site-secret\n")
-    run = _run(pair, broker.url, tmp_path, model_dir, "pair")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert sub.wait_for(lambda: any(m.kind == "gait" for m, _ in sub.messages), 10), run.stderr[-3000:]
-    assert sub.wait_for(lambda: any(m.kind == "status" for m, _ in sub.messages), 10)
-    sub.close()
-    with sub.lock:
-        walks = [m for m, _ in sub.messages if isinstance(m, GaitScreening)]
-    assert len(walks) == 1, [(w.outcome, w.quality) for w in walks]
-    walk = walks[0]
+    walk = only_screening(sub, _run(pair, broker.url, tmp_path, model_dir, "pair"))
     print("two people crossing:", walk.outcome, walk.quality)
     assert walk.outcome == "multiple_people"
     assert walk.measures == {} and walk.probabilities is None

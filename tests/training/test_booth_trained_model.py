@@ -12,9 +12,6 @@ runtime flushes the open walk at shutdown, as it would on a stop. About 20 s on 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +20,8 @@ import numpy as np
 import yaml
 
 from contract.hashing import sha256_file
-from edge.roles.gait.message import GaitScreening
 from tests.edge.test_delivery import Subscriber
-from tests.support.booth import BOOTH_PROFILE
+from tests.support.booth import BOOTH_PROFILE, only_screening, run_booth
 from tests.support.booth_models import tiny_booth_model
 from tests.support.broker import MosquittoBroker
 
@@ -94,19 +90,7 @@ def test_installed_bundle_gives_a_booth_replay_trained_probabilities(
     creds.mkdir()
     (creds / "site-secret").write_bytes(b"booth-test-site-secret\n")
     sub = Subscriber(broker)
-    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds), "OMP_NUM_THREADS": "1",
-           "EDGESCREEN_MODEL_DIR": str(model_dir), "TMPDIR": str(tmp_path)}  # fmt: skip
-    cmd = [sys.executable, "-m", "edgescreen", "edge", "run", "--profile", str(profile), "--source", str(clip),
-           "--broker", broker.url, "--outbox", str(tmp_path / "outbox.sqlite")]  # fmt: skip
-    run = subprocess.run(cmd, input="", env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert sub.wait_for(lambda: any(m.kind == "gait" for m, _ in sub.messages), 10), run.stderr[-3000:]
-    assert sub.wait_for(lambda: any(m.kind == "status" for m, _ in sub.messages), 10)
-    sub.close()
-    with sub.lock:
-        walks = [m for m, _ in sub.messages if isinstance(m, GaitScreening)]
-    assert len(walks) == 1, [(w.outcome, w.quality) for w in walks]
-    walk = walks[0]
+    walk = only_screening(sub, run_booth(profile, clip, broker.url, tmp_path, model_dir))
     assert walk.outcome == "screened", (walk.outcome, walk.quality)
     assert walk.quality["gait_cycles"] >= 2 and 0 < walk.frames <= n_frames
     probs = walk.probabilities

@@ -12,14 +12,16 @@ from contract.landmarks import Landmark as Lm
 from edge.roles.base import EmitContext
 from edge.roles.gait.analyzer import GaitAnalyzer
 from edge.roles.gait.config import GaitConfig
+from edge.roles.gait.measures import Track, gait_cycles
 from edge.roles.gait.walk import Walk, WalkFrame
 
 FPS = 15.0
 CYCLE_S = 1.1
 
 
-def _frame(t: float, scale: float, frontal: bool, step: float) -> WalkFrame:
-    """A person at image scale `scale` (fraction of the image height); `step` in -1..1: +1 left foot ahead."""
+def _frame(t: float, scale: float, frontal: bool, step: float, floor: float = 1.0) -> WalkFrame:
+    """A person at image scale `scale` (fraction of the image height); `step` in -1..1: +1 left foot ahead;
+    `floor` scales how far apart the feet look in image height (the floor foreshortens with distance)."""
     kp = np.zeros((33, 3), np.float32)
     kp[:, 2] = 1.0
     cx, px = 320.0, 480.0 * scale  # px: the person's height in pixels
@@ -33,7 +35,7 @@ def _frame(t: float, scale: float, frontal: bool, step: float) -> WalkFrame:
     for side, sign in ((0, 1.0), (1, -1.0)):
         ankle, heel = (Lm.LEFT_ANKLE, Lm.LEFT_HEEL) if side == 0 else (Lm.RIGHT_ANKLE, Lm.RIGHT_HEEL)
         x = cx + (0.05 * px if side == 0 else -0.05 * px)
-        y = 440.0 + sign * 0.04 * px * step  # the front foot (nearer the camera) lower in the image
+        y = 440.0 + sign * 0.04 * px * step * floor  # the front foot (nearer the camera) lower in the image
         kp[ankle, :2] = (x, y - 3)
         kp[heel, :2] = (x, y)
     kp[Lm.LEFT_WRIST, :2] = (cx + 0.15 * px, top + 0.45 * px)
@@ -80,3 +82,20 @@ def test_wrong_way_side_view_and_standing_still_are_not_screened() -> None:
     assert _screen(_walk(-1), "towards").outcome == "wrong_direction"  # type: ignore[attr-defined]
     assert _screen(_walk(1, frontal=False), "along").outcome == "wrong_direction"  # type: ignore[attr-defined]
     assert _screen(_walk(0), "along").outcome == "standing_still"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("towards", [1, -1])
+def test_steps_far_down_the_corridor_count_as_much_as_near_ones(towards: int) -> None:
+    # A 6 m walk: the student grows threefold in the image between the corridor's far end and the camera, and the
+    # floor is foreshortened by as much again, so the far steps look nine times shorter than the near ones.
+    n = int(6.0 * FPS)
+    frames = []
+    for i in range(n):
+        t, u = i / FPS, i / (n - 1)
+        scale = 0.2 + 0.4 * (u if towards > 0 else 1 - u)
+        step = math.sin(2 * math.pi * t / CYCLE_S) * towards
+        frames.append(_frame(t, scale, True, step, floor=scale / 0.6))
+    track = Track.from_frames(frames, min_visibility=0.5)
+    cycles, _ = gait_cycles(track, towards, along=True)
+    # Every full cycle of the walk, the far ones included (6 s of 1.1 s cycles: 5 minus the ends).
+    assert len(cycles) >= 4, [(track.t[c.start], track.t[c.end]) for c in cycles]

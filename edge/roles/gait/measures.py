@@ -1,6 +1,6 @@
 """Gait cycles and interpretable asymmetry measures from a walk's keypoint track (docs/metrics.md, "Gait").
 
-Cycles come from the feet: s(t) = d · (x_left_foot − x_right_foot) / leg length, with d = +1 when the walk goes
+Cycles come from the feet: s(t) = d · (x_left_foot − x_right_foot) / leg length(t), with d = +1 when the walk goes
 towards image right, peaks where the left foot is furthest ahead (left heel strike) and dips at right heel
 strikes. A cycle runs from one left heel strike to the next with one right heel strike between, lasts
 0.6–2.0 s and has usable keypoints in at least 70 % of its frames. Each measure is the mean over the cycles in
@@ -34,6 +34,7 @@ GAIT_MEASURES: tuple[str, ...] = (
 )
 MIN_CYCLE_S, MAX_CYCLE_S = 0.6, 2.0
 MIN_CYCLE_VALID = 0.7
+LEG_WINDOW_S = 1.0  # the leg length that scales the foot signal is a running median over about one gait cycle
 _NEEDED = (Lm.LEFT_SHOULDER, Lm.RIGHT_SHOULDER, Lm.LEFT_HIP, Lm.RIGHT_HIP, Lm.LEFT_ANKLE, Lm.RIGHT_ANKLE)
 _UP = np.array([0.0, -1.0, 0.0])
 
@@ -85,6 +86,22 @@ def _interp(t: F64, y: F64) -> F64:
     return np.asarray(np.interp(t, t[ok], y[ok]))
 
 
+def _leg_length(track: Track) -> F64:
+    """Each frame's leg length in pixels (hip to ankle, both legs), the median over LEG_WINDOW_S around it.
+
+    Per frame, not one figure per walk: a student walking towards a camera at the corridor's end grows two- to
+    threefold in the image, and one walk-wide length would shrink the far steps below the peak finder's cut."""
+    legs = [np.linalg.norm(track.kp[:, hip] - track.kp[:, ankle], axis=1)
+            for hip, ankle in ((Lm.LEFT_HIP, Lm.LEFT_ANKLE), (Lm.RIGHT_HIP, Lm.RIGHT_ANKLE))]  # fmt: skip
+    stacked = np.stack(legs, axis=1) if len(track.t) else np.empty((0, 2))
+    seen = np.isfinite(stacked)
+    count = seen.sum(axis=1)
+    mean = np.where(seen, stacked, 0.0).sum(axis=1) / np.maximum(count, 1)
+    per_frame = _interp(track.t, np.where(count > 0, mean, np.nan))
+    half = LEG_WINDOW_S / 2
+    return np.array([np.median(per_frame[np.abs(track.t - t) <= half]) for t in track.t], np.float64)
+
+
 def foot_signal(track: Track, direction: int, along: bool = False) -> F64:
     """s(t): how far the left foot is ahead of the right one, in leg lengths (positive: left ahead).
 
@@ -96,10 +113,9 @@ def foot_signal(track: Track, direction: int, along: bool = False) -> F64:
     axis = 1 if along else 0
     left = _foot(kp, Lm.LEFT_HEEL, Lm.LEFT_ANKLE, axis)
     right = _foot(kp, Lm.RIGHT_HEEL, Lm.RIGHT_ANKLE, axis)
-    lengths = np.linalg.norm(kp[:, Lm.LEFT_HIP] - kp[:, Lm.LEFT_ANKLE], axis=1) if len(kp) else np.empty(0)
-    leg = float(np.nanmedian(lengths)) if np.isfinite(lengths).any() else np.nan  # no leg seen: no signal
-    if not np.isfinite(leg) or leg <= 0:
-        return np.full(len(track.t), np.nan)
+    leg = _leg_length(track)
+    if not np.isfinite(leg).all() or (leg <= 0).any():
+        return np.full(len(track.t), np.nan)  # no leg seen: no signal
     s = _interp(track.t, direction * (left - right) / leg)
     if len(s) >= 3 and np.isfinite(s).all():
         s = np.convolve(np.pad(s, 1, mode="edge"), np.ones(3) / 3, mode="valid")  # light smoothing

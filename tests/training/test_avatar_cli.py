@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,26 @@ def test_same_seed_gives_byte_identical_images(tmp_path: Path, anny_model: Any) 
     }
 
 
+def _run_process(out: Path, scene: str, n: int, seed: int, *extra: str) -> None:
+    """The command in a process of its own, as a user runs it: nothing earlier tests left in this one."""
+    argv = ["synth", "avatars", "--scene", scene, "--n", str(n), "--seed", str(seed), "--out", str(out)]
+    run = subprocess.run([sys.executable, "-m", "edgescreen", *argv, "--size", SIZE, *extra],
+                         capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path: Path, anny_model: Any) -> None:
     # 9 head-station images are two body batches (8 + 1), so two workers each render one.
-    _run(tmp_path / "one", "head-station", 9, 2)
-    _run(tmp_path / "two", "head-station", 9, 2, "--workers", "2")
+    _run_process(tmp_path / "one", "head-station", 9, 2)
+    _run_process(tmp_path / "two", "head-station", 9, 2, "--workers", "2")
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
     assert len([k for k in one if k.startswith("images/")]) == 9
+    assert one.keys() == two.keys()
+    assert [k for k in one if k != "truth.jsonl" and one[k] != two[k]] == []
+    lines = zip(one["truth.jsonl"].splitlines(), two["truth.jsonl"].splitlines(), strict=True)
+    for i, (a, b) in enumerate(lines):
+        x, y = json.loads(a), json.loads(b)
+        assert {k: (x[k], y[k]) for k in x if x[k] != y[k]} == {}, f"truth line {i}"
     assert one == two
 
 
